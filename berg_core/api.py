@@ -1,0 +1,300 @@
+"""class :class:`BERG`: the user-facing API, call-compatible with the reference BERG toolkit."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from berg_core.cards import ModelCard
+from berg_core.encoder import EncodingModel, LoadRequest
+from berg_core.errors import InvalidParameterError, ModelLoadError, describe_value
+from berg_core.registry import ModelEntry, Registry, get_registry, resolve_import_path
+from berg_core.schemas import validate_selection
+from berg_core.stimulus import as_stimulus
+
+__all__ = ["BERG", "default_berg_dir"]
+
+BERG_DIR_ENV = "BERG_DIR"
+_DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def default_berg_dir() -> Path:
+    """``$BERG_DIR`` if set, else the platform's user data directory for berg."""
+    if os.environ.get(BERG_DIR_ENV):
+        return Path(os.environ[BERG_DIR_ENV]).expanduser()
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("berg", appauthor=False))
+
+
+class BERG:
+    """Entry point to every installed encoding model.
+
+    Parameters
+    ----------
+    berg_dir : str or Path, optional
+        Folder holding the model files, laid out as the reference toolkit's bucket
+        (``encoding_models/modality-*/train_dataset-*/model-*/...``). Defaults to ``$BERG_DIR``,
+        else a per-user data directory (:func:`default_berg_dir`).
+
+    Examples
+    --------
+    >>> from berg_core import BERG
+    >>> berg = BERG("path/to/brain-encoding-response-generator")  # doctest: +SKIP
+    >>> model_id = "fmri-nsd_fsaverage-alexnet_untrained"
+    >>> model = berg.get_encoding_model(model_id, subject=1)  # doctest: +SKIP
+    >>> lh, rh = berg.encode(model, images)  # doctest: +SKIP
+    """
+
+    def __init__(self, berg_dir: str | os.PathLike[str] | None = None) -> None:
+        self.berg_dir = Path(berg_dir).expanduser() if berg_dir is not None else default_berg_dir()
+
+    def __repr__(self) -> str:
+        return f"BERG(berg_dir={str(self.berg_dir)!r})"
+
+    @property
+    def registry(self) -> Registry:
+        """The registry of installed models (built on first use)."""
+        return get_registry()
+
+    # -- discovery --------------------------------------------------------------------------
+    def list_models(
+        self,
+        pattern: str | None = None,
+        *,
+        expand: tuple[str, ...] | list[str] = (),
+        expand_brainscore_vision: bool = False,
+        expand_brainscore_language: bool = False,
+    ) -> list[str]:
+        """Ids of the installed models, sorted.
+
+        Parameters
+        ----------
+        pattern : str, optional
+            Shell-style wildcard (``"fmri-nsd*"``), or a substring.
+        expand : sequence of str
+            Gateway ids of model families to replace by their members.
+        expand_brainscore_vision, expand_brainscore_language : bool
+            Reference-toolkit spelling of ``expand=("brainscore_vision",)``.
+        """
+        families = list(expand)
+        if expand_brainscore_vision:
+            families.append("brainscore_vision")
+        if expand_brainscore_language:
+            families.append("brainscore_language")
+        return self.registry.model_ids(pattern, expand=families)
+
+    def get_model_catalog(self, print_format: bool = False) -> dict[str, list[str]]:
+        """Modalities and the training datasets available for each.
+
+        Returns
+        -------
+        dict of str to list of str
+            ``{modality: sorted training datasets}``; printed as a tree if *print_format*.
+        """
+        catalog: dict[str, set[str]] = {}
+        for entry in self.registry.models.values():
+            catalog.setdefault(entry.card.modality, set()).add(entry.card.training_dataset)
+        result = {modality: sorted(sets) for modality, sets in sorted(catalog.items())}
+        if print_format:
+            print("Available Modalities and Datasets:")
+            print("=" * 34)
+            for modality, datasets in result.items():
+                print(f"• {modality.upper()}")
+                for dataset in datasets:
+                    print(f"  └─ {dataset}")
+        return result
+
+    def describe(self, model_id: str, print_format: bool = True) -> dict[str, Any]:
+        """The model's card as a dict (printed when *print_format*, as the reference does)."""
+        entry, card = self.registry.resolve(model_id)
+        info = card.to_dict()
+        info["distribution"] = entry.plugin.label
+        schema = entry.resolve_schema()
+        info["selection_keys"] = list(schema.model_fields) if schema is not None else []
+        if print_format:
+            from berg_core.cli import format_card
+
+            print(format_card(info))
+        return info
+
+    # -- models -----------------------------------------------------------------------------
+    def get_encoding_model(
+        self,
+        model_id: str,
+        subject: int | str | None = None,
+        selection: Mapping[str, Any] | None = None,
+        device: str = "auto",
+        **kwargs: Any,
+    ) -> EncodingModel:
+        """Load an encoding model.
+
+        Parameters
+        ----------
+        model_id : str
+            Id from :meth:`list_models`.
+        subject : int or str, optional
+            One of the card's subjects (required when the model has subjects).
+        selection : dict, optional
+            Which outputs to compute; keys depend on the model (see :meth:`describe`).
+        device : {"auto", "cpu", "cuda", "cuda:N", "mps"}
+            Where to run; ``"auto"`` picks CUDA when available.
+        **kwargs
+            Model-specific options listed in the card's ``options``.
+
+        Returns
+        -------
+        EncodingModel
+
+        Raises
+        ------
+        ModelNotFoundError, InvalidParameterError, ModelLoadError, PluginError
+        """
+        entry, request = self._request(model_id, subject, selection, device, kwargs)
+        loader = resolve_import_path(entry.loader, f"loader of {model_id}")
+        model = loader(request)
+        if not isinstance(model, EncodingModel):
+            raise ModelLoadError(
+                f"{entry.plugin.label}: the loader of {model_id} returned {type(model).__name__}, "
+                f"not an EncodingModel"
+            )
+        return model
+
+    def _request(
+        self,
+        model_id: str,
+        subject: Any,
+        selection: Mapping[str, Any] | None,
+        device: str,
+        options: dict[str, Any],
+    ) -> tuple[ModelEntry, LoadRequest]:
+        entry, card = self.registry.resolve(model_id)
+        subject = _check_subject(card, subject)
+        if not isinstance(device, str) or not _DEVICE_PATTERN.match(device):
+            raise InvalidParameterError(
+                f"device = {describe_value(device)} is not valid; expected 'auto', 'cpu', "
+                f"'cuda', 'cuda:N' or 'mps'"
+            )
+        unknown = sorted(set(options) - set(card.options))
+        if unknown:
+            accepted = ", ".join(card.options) or "none"
+            raise InvalidParameterError(
+                f"get_encoding_model() got unexpected option(s) {', '.join(unknown)} for "
+                f"{model_id}; options it accepts: {accepted}"
+            )
+        schema = entry.resolve_schema()
+        if schema is None:
+            if selection:
+                raise InvalidParameterError(
+                    f"selection = {describe_value(selection)}: {model_id} takes no selection"
+                )
+            validated = None
+        else:
+            if card.selection_required and not selection:
+                raise InvalidParameterError(
+                    f"selection is required for {model_id}; keys: {', '.join(schema.model_fields)}"
+                )
+            validated = validate_selection(schema, selection, model_id)
+        return entry, LoadRequest(
+            model_id=model_id,
+            card=card,
+            berg_dir=self.berg_dir,
+            subject=subject,
+            selection=validated,
+            device=device,
+            options=dict(options),
+        )
+
+    def encode(
+        self,
+        model: EncodingModel,
+        stimulus: Any,
+        return_metadata: bool = False,
+        show_progress: bool = True,
+    ) -> Any:
+        """Generate in silico responses of *model* to *stimulus*.
+
+        Parameters
+        ----------
+        model : EncodingModel
+            From :meth:`get_encoding_model`.
+        stimulus : array, folder, image path(s) or PIL images
+            ``(N, 3, H, W)`` integers 0-255 or floats in [0, 1]; see
+            :func:`berg_core.stimulus.as_stimulus`.
+        return_metadata : bool
+            Also return the metadata dict (the subject's metadata plus an ``"output"`` entry
+            saying which vertex/voxel/neuroid each column is).
+        show_progress : bool
+            Show a progress bar.
+
+        Returns
+        -------
+        responses or (responses, metadata)
+            ``responses`` is one ``float32`` array ``(N, columns)`` or, for multi-output models, a
+            tuple of them (``(lh, rh)`` for fsaverage models).
+        """
+        if not isinstance(model, EncodingModel):
+            raise InvalidParameterError(
+                f"model is a {type(model).__name__}; expected a model from get_encoding_model()"
+            )
+        responses = model.encode(as_stimulus(stimulus), show_progress=show_progress)
+        if return_metadata:
+            return responses, model.response_metadata()
+        return responses
+
+    def get_model_metadata(
+        self, model_id: str, subject: int | str | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        """Per-subject metadata of a model, read without loading the model.
+
+        Raises
+        ------
+        ModelNotFoundError, InvalidParameterError, ModelLoadError
+        """
+        if kwargs:
+            raise InvalidParameterError(
+                f"get_model_metadata() got unexpected argument(s) {', '.join(sorted(kwargs))}; "
+                f"it takes model_id and subject"
+            )
+        entry, card = self.registry.resolve(model_id)
+        subject = _check_subject(card, subject)
+        return load_metadata(entry, card, self.berg_dir, subject)
+
+
+def load_metadata(
+    entry: ModelEntry, card: ModelCard, berg_dir: Path, subject: Any
+) -> dict[str, Any]:
+    """Call the entry's metadata loader (or return the card) for a validated subject."""
+    if entry.metadata_loader is None:
+        return card.to_dict()
+    loader = resolve_import_path(entry.metadata_loader, f"metadata loader of {card.model_id}")
+    return loader(card, berg_dir, subject)
+
+
+def _check_subject(card: ModelCard, subject: Any) -> Any:
+    valid = card.subjects
+    shown = ", ".join(str(s) for s in valid)
+    if not valid:
+        if subject is not None:
+            raise InvalidParameterError(
+                f"subject = {describe_value(subject)}: {card.model_id} takes no subject"
+            )
+        return None
+    if subject is None:
+        raise InvalidParameterError(f"subject is required for {card.model_id}; valid: {shown}")
+    if isinstance(subject, bool):
+        raise InvalidParameterError(
+            f"subject = {subject!r} is not a subject of {card.model_id}; valid: {shown}"
+        )
+    candidate = subject
+    if hasattr(candidate, "item") and not isinstance(candidate, str):  # numpy scalars
+        candidate = candidate.item()
+    for value in valid:
+        if candidate == value and type(candidate) is type(value):
+            return value
+    raise InvalidParameterError(
+        f"subject = {describe_value(subject)} is not a subject of {card.model_id}; valid: {shown}"
+    )

@@ -1,0 +1,282 @@
+"""The ``berg`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from berg_core.errors import BergError, InvalidParameterError
+
+__all__ = ["format_card", "main"]
+
+
+def format_card(info: dict[str, Any]) -> str:
+    """Render a card dict (from :meth:`BERG.describe`) as text."""
+    width = 88
+    title = f"Model: {info['model_id']}   ({info.get('distribution', '')})"
+    lines = ["=" * width, title, "=" * width]
+    for label, key in (
+        ("Modality", "modality"),
+        ("Training dataset", "training_dataset"),
+        ("Species", "species"),
+        ("Stimuli", "stimuli"),
+        ("Model type", "model_type"),
+        ("Creator", "creator"),
+    ):
+        if info.get(key):
+            lines.append(f"{label + ':':<18}{info[key]}")
+    if info.get("subjects"):
+        lines.append(f"{'Subjects:':<18}{', '.join(str(s) for s in info['subjects'])}")
+    lines.append(f"{'Outputs:':<18}{', '.join(info['outputs'])}")
+    if info.get("selection_keys"):
+        required = " (required)" if info.get("selection_required") else ""
+        lines.append(f"{'Selection keys:':<18}{', '.join(info['selection_keys'])}{required}")
+    if info.get("options"):
+        lines.append(f"{'Options:':<18}{', '.join(info['options'])}")
+    for title, key in (("Description", "description"), ("Output", "output_description")):
+        if info.get(key):
+            lines += ["", f"{title}:", *textwrap.wrap(info[key], width)]
+    if info.get("files"):
+        lines += ["", "Files under berg_dir (per subject):", *(f"  {f}" for f in info["files"])]
+    if info.get("performance"):
+        lines += ["", "Performance:", *textwrap.wrap(info["performance"], width)]
+    if info.get("references"):
+        lines += ["", "References:", *(f"  {k}: {v}" for k, v in info["references"].items())]
+    lines += ["", "Example:", textwrap.indent(info["example_usage"], "  ")]
+    return "\n".join(lines)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="berg", description="In silico neural responses from brain encoding models."
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    parser.add_argument(
+        "--berg-dir", help="folder with the model files (default: $BERG_DIR or a user data dir)"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    sub.add_parser("plugins", help="installed plugins, their models and load errors")
+
+    p = sub.add_parser("list", help="list model ids")
+    p.add_argument("pattern", nargs="?", help="wildcard pattern or substring, e.g. 'fmri-*'")
+    p.add_argument(
+        "--expand",
+        action="append",
+        default=[],
+        metavar="FAMILY",
+        help="list the members of a model family (e.g. brainscore_vision)",
+    )
+
+    p = sub.add_parser("describe", help="show a model's card")
+    p.add_argument("model_id")
+
+    p = sub.add_parser("metadata", help="show or save a subject's metadata")
+    p.add_argument("model_id")
+    p.add_argument("--subject", help="subject id")
+    p.add_argument("--out", type=Path, help="save to FILE (.h5 or .json) instead of printing")
+    p.add_argument("--force", action="store_true", help="overwrite --out")
+
+    p = sub.add_parser("encode", help="encode images into an HDF5 file")
+    p.add_argument("model_id")
+    p.add_argument("--subject", help="subject id")
+    p.add_argument(
+        "--stimulus",
+        required=True,
+        type=Path,
+        help="a folder of images, an image file, or a .npy array (N, 3, H, W)",
+    )
+    p.add_argument("--roi", nargs="+", help="ROI name(s) for selection['roi']")
+    p.add_argument("--selection", help='selection as JSON, e.g. \'{"roi": "V1v"}\'')
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--batch-size", type=int, help="images per forward pass")
+    p.add_argument("--out", required=True, type=Path, help="output .h5 file")
+    p.add_argument("--force", action="store_true", help="overwrite --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``berg`` command; return its exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from berg_core import __version__
+
+        print(f"berg-core {__version__}")
+        return 0
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return _COMMANDS[args.command](args)
+    except BergError as exc:
+        print(f"berg: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("berg: interrupted", file=sys.stderr)
+        return 130
+
+
+def _berg(args: argparse.Namespace) -> Any:
+    from berg_core.api import BERG
+
+    return BERG(args.berg_dir)
+
+
+def _cmd_plugins(args: argparse.Namespace) -> int:
+    from berg_core.registry import get_registry
+
+    registry = get_registry()
+    if not registry.plugins:
+        print("No berg plugins installed. Model families: pip install berg-nsd berg-things ...")
+        return 0
+    for info in registry.plugins:
+        status = "FAILED" if info.error else f"{len(info.models)} models"
+        print(f"{info.label:<28} [{info.name}] {status}")
+        if info.error:
+            print(f"    error: {info.error}")
+        for model_id in info.models:
+            family = ""
+            if model_id in info.families:
+                family = f" (a family: berg list --expand {model_id})"
+            print(f"    {model_id}{family}")
+    for model_id, labels in registry.conflicts.items():
+        print(f"CONFLICT {model_id}: registered by {' and '.join(labels)}")
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    for model_id in _berg(args).list_models(args.pattern, expand=args.expand):
+        print(model_id)
+    return 0
+
+
+def _cmd_describe(args: argparse.Namespace) -> int:
+    _berg(args).describe(args.model_id, print_format=True)
+    return 0
+
+
+def _subject(value: str | None) -> int | str | None:
+    if value is None:
+        return None
+    return int(value) if value.lstrip("-").isdigit() else value
+
+
+def _cmd_metadata(args: argparse.Namespace) -> int:
+    metadata = _berg(args).get_model_metadata(args.model_id, subject=_subject(args.subject))
+    if args.out is None:
+        _print_tree(metadata)
+        return 0
+    if args.out.exists() and not args.force:
+        raise InvalidParameterError(f"output file {args.out} exists; pass --force to overwrite it")
+    suffix = args.out.suffix.lower()
+    if suffix in (".h5", ".hdf5"):
+        import h5py
+
+        with h5py.File(args.out, "w") as h5:
+            _write_group(h5, metadata)
+    elif suffix == ".json":
+        args.out.write_text(json.dumps(metadata, default=_jsonable, indent=1))
+    else:
+        raise InvalidParameterError(f"--out {args.out}: use a .h5 or .json file name")
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
+
+
+def _write_group(group: Any, data: dict[str, Any]) -> None:
+    for key, value in data.items():
+        name = str(key).replace("/", "_")
+        if isinstance(value, dict):
+            _write_group(group.create_group(name), value)
+        else:
+            array = np.asarray(value)
+            if array.dtype.kind in "OU":
+                array = array.astype("S")
+            group.create_dataset(name, data=array)
+
+
+def _print_tree(data: dict[str, Any], indent: int = 0) -> None:
+    for key, value in data.items():
+        pad = "  " * indent
+        if isinstance(value, dict):
+            print(f"{pad}{key}:")
+            _print_tree(value, indent + 1)
+        elif isinstance(value, np.ndarray):
+            print(f"{pad}{key}: array {value.shape} {value.dtype}")
+        else:
+            print(f"{pad}{key}: {value!r}")
+
+
+def _cmd_encode(args: argparse.Namespace) -> int:
+    from berg_core.output import encode_to_hdf5
+    from berg_core.stimulus import as_stimulus
+
+    selection: dict[str, Any] = {}
+    if args.selection:
+        try:
+            selection = json.loads(args.selection)
+        except json.JSONDecodeError as exc:
+            raise InvalidParameterError(f"--selection is not valid JSON: {exc}") from None
+        if not isinstance(selection, dict):
+            raise InvalidParameterError("--selection must be a JSON object")
+    if args.roi:
+        if "roi" in selection:
+            raise InvalidParameterError("give the ROI with --roi or in --selection, not both")
+        selection["roi"] = args.roi[0] if len(args.roi) == 1 else args.roi
+    if args.out.exists() and not args.force:
+        raise InvalidParameterError(f"output file {args.out} exists; pass --force to overwrite it")
+    stimulus_path: Path = args.stimulus
+    if stimulus_path.suffix.lower() == ".npy" and stimulus_path.is_file():
+        stimulus: Any = np.load(stimulus_path, mmap_mode="r", allow_pickle=False)
+    else:
+        stimulus = stimulus_path
+    stimulus = as_stimulus(stimulus)
+    berg = _berg(args)
+    model = berg.get_encoding_model(
+        args.model_id,
+        subject=_subject(args.subject),
+        selection=selection or None,
+        device=args.device,
+    )
+    with model:
+        if args.batch_size:
+            if args.batch_size < 1:
+                raise InvalidParameterError(f"--batch-size must be >= 1, got {args.batch_size}")
+            model.batch_size = args.batch_size
+        path = encode_to_hdf5(
+            model, stimulus, args.out, force=args.force, show_progress=not args.quiet
+        )
+    sizes = ", ".join(
+        f"{n} {s}" for n, s in zip(model.output_names, model.output_sizes(), strict=True)
+    )
+    print(f"wrote {path}: {len(stimulus)} images x ({sizes}) columns")
+    return 0
+
+
+_COMMANDS = {
+    "plugins": _cmd_plugins,
+    "list": _cmd_list,
+    "describe": _cmd_describe,
+    "metadata": _cmd_metadata,
+    "encode": _cmd_encode,
+}
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""Selection schemas: pydantic v2 models that validate a model's ``selection`` dict.
+
+A plugin subclasses :class:`SelectionSchema`, one field per selection key, and registers it for
+its models through the ``register_selection_schemas`` hook. The core validates the user's dict
+against it and turns every failure into an :class:`~berg_core.errors.InvalidParameterError` that
+names the key, the value and what is allowed. The validated instance is handed to the model's
+loader, which turns it into indices (the schema's :meth:`SelectionSchema.resolve` by convention).
+
+Building blocks for common keys are provided: :func:`one_of` (a name from a list, with aliases),
+:func:`names_from` (one name or a list of names) and :func:`binary_mask` (a 0/1 vector of fixed
+length, returned as a boolean array).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any
+
+import numpy as np
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+
+from berg_core.errors import InvalidParameterError, describe_value
+
+__all__ = ["SelectionSchema", "binary_mask", "names_from", "one_of", "validate_selection"]
+
+
+class SelectionSchema(BaseModel):
+    """Base class of selection schemas.
+
+    Unknown keys are rejected, arrays are allowed as field values, and instances are immutable.
+    Subclasses usually add a ``resolve(...)`` method that returns the selected indices.
+    """
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, frozen=True)
+
+    def as_plain_dict(self) -> dict[str, Any]:
+        """Return the given (non-``None``) keys, arrays turned into lists of selected indices.
+
+        Suitable for JSON, HDF5 attributes and logs.
+        """
+        plain: dict[str, Any] = {}
+        for key, value in self.model_dump(exclude_none=True).items():
+            if isinstance(value, np.ndarray):
+                value = np.flatnonzero(value).tolist() if value.dtype == bool else value.tolist()
+            elif isinstance(value, tuple):
+                value = list(value)
+            plain[key] = value
+        return plain
+
+
+def _format_choices(choices: Sequence[object], limit: int = 40) -> str:
+    shown = ", ".join(str(c) for c in list(choices)[:limit])
+    return shown + (f", ... ({len(choices)} in all)" if len(choices) > limit else "")
+
+
+def one_of(
+    choices: Sequence[str], *, what: str = "a valid value", aliases: Mapping[str, str] | None = None
+) -> Any:
+    """Annotated ``str`` type accepting one of *choices* (or an alias, mapped to its target).
+
+    Parameters
+    ----------
+    choices : sequence of str
+        The valid names, in the order shown in error messages.
+    what : str
+        What a name is (``"ROI"``), used in the message.
+    aliases : mapping of str to str, optional
+        Alternative spellings accepted and replaced by the canonical name (e.g. the reference
+        card's misspelling ``"OVWFA"`` -> ``"OWFA"``).
+    """
+    valid = tuple(choices)
+    alias_map = dict(aliases or {})
+
+    def check(value: Any) -> str:
+        if not isinstance(value, str):
+            raise ValueError(f"must be a string naming {what}, got {type(value).__name__}")
+        value = alias_map.get(value, value)
+        if value not in valid:
+            raise ValueError(f"is not {what} of {{model_id}}; valid: {_format_choices(valid)}")
+        return value
+
+    return Annotated[str, BeforeValidator(check)]
+
+
+def names_from(
+    choices: Sequence[str], *, what: str = "a valid value", aliases: Mapping[str, str] | None = None
+) -> Any:
+    """Annotated ``tuple[str, ...]`` type: one name or a non-empty list of names from *choices*.
+
+    A single string is accepted and becomes a one-element tuple; order is kept.
+    """
+    single = one_of(choices, what=what, aliases=aliases)
+    check_one = single.__metadata__[0].func
+
+    def check(value: Any) -> tuple[str, ...]:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"must be {what} or a list of them, got {type(value).__name__}")
+        if not value:
+            raise ValueError("must name at least one value (an empty list selects nothing)")
+        return tuple(check_one(v) for v in value)
+
+    return Annotated[tuple[str, ...], BeforeValidator(check)]
+
+
+def binary_mask(length: int) -> Any:
+    """Annotated type for a 0/1 vector of exactly *length* elements (list or array).
+
+    The validated value is a read-only boolean :class:`numpy.ndarray`. An all-zero mask is
+    rejected (it would select nothing).
+    """
+
+    def check(value: Any) -> np.ndarray:
+        if not isinstance(value, (list, tuple, np.ndarray)):
+            raise ValueError(
+                f"must be a list or numpy array of 0/1 of length {length}, "
+                f"got {type(value).__name__}"
+            )
+        array = np.asarray(value)
+        if array.ndim != 1 or array.shape[0] != length:
+            raise ValueError(f"must have exactly {length} elements, got shape {array.shape}")
+        if array.dtype != bool:
+            if array.dtype.kind not in "iuf":
+                raise ValueError(f"must contain only 0 and 1, got dtype {array.dtype}")
+            bad = (array != 0) & (array != 1)
+            if bad.any():
+                first = int(np.flatnonzero(bad)[0])
+                raise ValueError(
+                    f"must contain only 0 and 1, found {array[first].item()!r} at index {first}"
+                )
+            array = array.astype(bool)
+        if not array.any():
+            raise ValueError("selects nothing (all zeros); give at least one 1")
+        array = array.copy()
+        array.setflags(write=False)
+        return array
+
+    return Annotated[np.ndarray, BeforeValidator(check)]
+
+
+def validate_selection(
+    schema: type[SelectionSchema], selection: Mapping[str, Any] | None, model_id: str
+) -> SelectionSchema:
+    """Validate *selection* for *model_id* against *schema*.
+
+    Returns
+    -------
+    SelectionSchema
+        The validated instance (``schema()`` when *selection* is ``None`` or empty).
+
+    Raises
+    ------
+    InvalidParameterError
+        Naming every offending key, the value given and what is allowed.
+    """
+    if selection is None:
+        selection = {}
+    if isinstance(selection, SelectionSchema):
+        selection = selection.model_dump(exclude_none=True)
+    if not isinstance(selection, Mapping):
+        raise InvalidParameterError(
+            f"selection must be a dict (or None), got {type(selection).__name__} for {model_id}"
+        )
+    try:
+        return schema.model_validate(dict(selection), context={"model_id": model_id})
+    except ValidationError as exc:
+        raise InvalidParameterError(_explain(exc, schema, model_id)) from None
+
+
+def _explain(exc: ValidationError, schema: type[SelectionSchema], model_id: str) -> str:
+    valid_keys = ", ".join(schema.model_fields)
+    lines = []
+    for error in exc.errors(include_url=False):
+        loc = error.get("loc") or ()
+        key = loc[0] if loc else None
+        if error["type"] == "extra_forbidden":
+            lines.append(
+                f"selection key {key!r} is not known to {model_id}; valid keys: {valid_keys}"
+            )
+            continue
+        msg = str(error.get("msg", ""))
+        for prefix in ("Value error, ", "Assertion failed, "):
+            if msg.startswith(prefix):
+                msg = msg[len(prefix) :]
+        msg = msg.replace("{model_id}", model_id)
+        if key is None:
+            lines.append(f"selection for {model_id}: {msg}")
+        else:
+            where = "".join(f"[{part!r}]" for part in loc)
+            lines.append(f"selection{where} = {describe_value(error.get('input'))} {msg}")
+    return "\n".join(lines)
