@@ -1,0 +1,115 @@
+"""``fmri-things_fmri_1-vit_b_32``: ViT-B/32 block outputs -> scaler -> PCA -> regression."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from berg_core import LoadRequest, ModelLoadError
+from berg_core.files import load_model_file, require_file
+from berg_core.torchkit import (
+    FeatureReadoutModel,
+    LinearReadout,
+    NodeFeatureExtractor,
+    Preprocessor,
+    load_pretrained,
+    resolve_device,
+)
+from berg_things.card import N_VOXELS, WEIGHTS_FILE
+from berg_things.plugin import load_metadata
+from berg_things.selection import ThingsSelection
+
+#: The output of each of the 12 encoder blocks, (B, 50, 768) each: 460,800 features in all.
+VIT_NODES = tuple(f"encoder.layers.encoder_layer_{i}.add_1" for i in range(12))
+
+
+class ThingsModel(FeatureReadoutModel):
+    """The loaded THINGS-fMRI1 encoder; see :func:`load`."""
+
+    def __init__(
+        self,
+        request: LoadRequest,
+        *,
+        metadata: dict[str, Any],
+        roi_columns: dict[str, list[int]],
+        **parts: Any,
+    ) -> None:
+        super().__init__(request, **parts)
+        self._metadata = metadata
+        self._roi_columns = roi_columns
+
+    def subject_metadata(self) -> dict[str, Any]:
+        """The subject's metadata dict (``fmri``, ``encoding_model``, ``prf``, ``roi``)."""
+        return self._metadata
+
+    def response_metadata(self) -> dict[str, Any]:
+        """Subject metadata plus ``output`` (column voxel indices and ROI column ranges)."""
+        metadata = super().response_metadata()
+        metadata["output"]["roi_columns"] = {k: list(v) for k, v in self._roi_columns.items()}
+        return metadata
+
+
+def load(request: LoadRequest) -> ThingsModel:
+    """Build the model for ``request`` (the loader registered for berg's ``register_models``).
+
+    Raises
+    ------
+    ModelLoadError
+        Missing or unsafe weights/metadata file, inconsistent shapes, or missing ViT-B/32 weights
+        in torchvision's cache.
+    """
+    import torchvision
+
+    subject = request.subject
+    assert isinstance(subject, int)
+    weights_key = WEIGHTS_FILE.format(subject=subject)
+    require_file(request.berg_dir, weights_key, request.model_id, subject)
+    metadata = load_metadata(request.card, request.berg_dir, subject)
+    selection = request.selection if request.selection is not None else ThingsSelection()
+    assert isinstance(selection, ThingsSelection)
+    roi_dict = metadata.get("roi", {}) if isinstance(metadata, dict) else {}
+    voxels, roi_columns = selection.resolve(roi_dict)
+    if voxels.size and (voxels.min() < 0 or voxels.max() >= N_VOXELS):
+        raise ModelLoadError(
+            f"metadata of subject {subject} under {request.berg_dir} has ROI voxel indices "
+            f"outside 0..{N_VOXELS - 1}"
+        )
+
+    device = resolve_device(request.device)
+    weights = load_model_file(request.berg_dir, weights_key, request.model_id, subject)
+    source = f"{weights_key} under {request.berg_dir}"
+    if not isinstance(weights, dict) or not {"scaler_param", "pca_param", "reg_param"} <= set(
+        weights
+    ):
+        keys = sorted(weights) if isinstance(weights, dict) else type(weights).__name__
+        raise ModelLoadError(
+            f"{source} should hold a dict with scaler_param, pca_param and reg_param; found {keys}"
+        )
+    reg_param = weights["reg_param"]
+    coef = reg_param.get("coef_") if isinstance(reg_param, dict) else None
+    n_rows = getattr(coef, "shape", (None,))[0]
+    if n_rows != N_VOXELS:
+        raise ModelLoadError(f"{source}: reg_param['coef_'] has {n_rows} rows; expected {N_VOXELS}")
+    selected = None if selection.roi is None and selection.voxel_index is None else voxels
+    readout = LinearReadout.from_params(
+        weights["scaler_param"],
+        weights["pca_param"],
+        {"responses": (weights["reg_param"], selected)},
+        device,
+        source=source,
+    )
+    del weights
+
+    vit_weights = torchvision.models.ViT_B_32_Weights.IMAGENET1K_V1
+    backbone = load_pretrained(torchvision.models.vit_b_32, vit_weights)
+    extractor = NodeFeatureExtractor(backbone, VIT_NODES, device)
+    preprocessor = Preprocessor.from_weights(vit_weights, device)
+    return ThingsModel(
+        request,
+        metadata=metadata,
+        roi_columns=roi_columns,
+        preprocessor=preprocessor,
+        extractor=extractor,
+        readout=readout,
+        device=device,
+        columns={"responses": voxels},
+    )
