@@ -255,7 +255,7 @@ def _cmd_encode(args: argparse.Namespace) -> int:
         device=args.device,
     )
     with model:
-        if args.batch_size:
+        if args.batch_size is not None:
             if args.batch_size < 1:
                 raise InvalidParameterError(f"--batch-size must be >= 1, got {args.batch_size}")
             model.batch_size = args.batch_size

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from berg_core.errors import InvalidParameterError, PluginError
+
 if TYPE_CHECKING:
     from berg_core.cards import ModelCard
     from berg_core.schemas import SelectionSchema
@@ -183,7 +185,7 @@ class EncodingModel(ABC):
                 if len(batch) != len(sizes) or any(
                     b.shape != (rows, size) for b, size in zip(batch, sizes, strict=True)
                 ):
-                    raise RuntimeError(
+                    raise PluginError(
                         f"{type(self).__name__}.encode_batches yielded shapes {got}; expected "
                         f"({rows}, n) with n = {sizes}"
                     )
@@ -191,9 +193,7 @@ class EncodingModel(ABC):
                 start += rows
                 bar.update(rows)
         if start != n:
-            raise RuntimeError(
-                f"{type(self).__name__}.encode_batches covered {start} of {n} images"
-            )
+            raise PluginError(f"{type(self).__name__}.encode_batches covered {start} of {n} images")
 
     # -- lifetime ---------------------------------------------------------------------------
     def close(self) -> None:
@@ -206,7 +206,9 @@ class EncodingModel(ABC):
 
     def _check_open(self) -> None:
         if self.closed:
-            raise RuntimeError(f"model {self.model_id} was closed; load it again to encode")
+            raise InvalidParameterError(
+                f"model {self.model_id} was closed; load it again to encode"
+            )
 
     def __enter__(self) -> EncodingModel:
         return self

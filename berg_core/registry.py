@@ -262,9 +262,9 @@ class Registry:
                 break
         else:
             message += "no installed plugin provides it."
-            close = difflib.get_close_matches(model_id, list(self.models), n=3, cutoff=0.6)
-            if close:
-                hint = f" Did you mean: {', '.join(close)}?"
+        close = difflib.get_close_matches(model_id, list(self.models), n=3, cutoff=0.6)
+        if close:
+            hint = f" Did you mean: {', '.join(close)}?"
         return f"{message}{hint} Installed: {summary}. See: berg plugins"
 
     def model_ids(self, pattern: str | None = None, expand: Iterable[str] = ()) -> list[str]:

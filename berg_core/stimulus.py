@@ -138,6 +138,8 @@ def as_stimulus(stimulus: Any) -> Stimulus:
     if isinstance(stimulus, np.ndarray):
         return Stimulus(array=_checked_array(stimulus))
     if isinstance(stimulus, (str, os.PathLike)):
+        if not os.fspath(stimulus):  # Path("") is the current folder: never what was meant
+            raise StimulusError(f"stimulus is an empty path; {_EXPECTED}")
         path = Path(stimulus)
         if path.is_dir():
             return Stimulus(paths=_folder_images(path))
