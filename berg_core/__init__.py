@@ -7,7 +7,7 @@ this package imports none of them and never imports torch.
 
 from berg_core.api import BERG
 from berg_core.cards import ModelCard
-from berg_core.encoder import EncodingModel, LoadRequest
+from berg_core.encoder import EncodingModel, LoadRequest, OutputWriter
 from berg_core.errors import (
     BERGError,
     BergError,
@@ -33,6 +33,7 @@ __all__ = [
     "ModelCard",
     "ModelLoadError",
     "ModelNotFoundError",
+    "OutputWriter",
     "PluginError",
     "SelectionSchema",
     "Stimulus",

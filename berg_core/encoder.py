@@ -11,7 +11,7 @@ and returns an :class:`EncodingModel`. The model only has to say how many column
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +25,29 @@ if TYPE_CHECKING:
     from berg_core.schemas import SelectionSchema
     from berg_core.stimulus import Stimulus
 
-__all__ = ["EncodingModel", "LoadRequest"]
+__all__ = ["EncodingModel", "LoadRequest", "OutputWriter"]
+
+
+@dataclass(frozen=True)
+class OutputWriter:
+    """A brain-native output format of a model (NIfTI volume, GIFTI surface, ...).
+
+    Attributes
+    ----------
+    description : str
+        One line for help texts (``"4-D NIfTI volume, one volume per stimulus"``).
+    targets : callable
+        ``targets(path) -> list[Path]``: the files a write to *path* creates (checked for
+        existence before any encoding starts).
+    write : callable
+        ``write(responses, path, reference=None) -> list[Path]`` with the tuple of arrays
+        :meth:`EncodingModel.encode` computed (one per output). Columns not selected are written
+        as NaN. *reference* is an optional image the format takes its geometry from.
+    """
+
+    description: str
+    targets: Callable[[Path], list[Path]]
+    write: Callable[..., list[Path]]
 
 
 @dataclass(frozen=True)
@@ -118,6 +140,14 @@ class EncodingModel(ABC):
             name: np.arange(size, dtype=np.int64)
             for name, size in zip(self.output_names, self.output_sizes(), strict=True)
         }
+
+    def output_writers(self) -> dict[str, OutputWriter]:
+        """Brain-native file formats this model can write, by file-name suffix.
+
+        The default offers none; HDF5 (``.h5``) is always available through
+        :func:`berg_core.output.write_responses`.
+        """
+        return {}
 
     def subject_metadata(self) -> dict[str, Any]:
         """The per-subject metadata dict (as ``get_model_metadata`` returns it); ``{}`` if none."""

@@ -13,7 +13,10 @@ from berg_core.encoder import EncodingModel
 from berg_core.errors import InvalidParameterError
 from berg_core.stimulus import Stimulus
 
-__all__ = ["encode_to_hdf5"]
+__all__ = ["HDF5_SUFFIXES", "encode_to_hdf5", "scatter_columns", "write_responses"]
+
+#: File-name suffixes written as HDF5 (streamed).
+HDF5_SUFFIXES = (".h5", ".hdf5")
 
 
 def encode_to_hdf5(
@@ -108,3 +111,72 @@ def _plugin_label(model_id: str) -> str:
         return get_registry().resolve(model_id)[0].plugin.label
     except Exception:  # a model built outside the registry
         return "?"
+
+
+def scatter_columns(values: np.ndarray, columns: np.ndarray, size: int) -> np.ndarray:
+    """Place selected columns into a full ``(N, size)`` float32 array, NaN elsewhere.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        ``(N, n)`` responses.
+    columns : numpy.ndarray
+        ``(n,)`` index of each column in the full output space (duplicates hold equal values).
+    size : int
+        Size of the full output space (vertices or voxels).
+    """
+    full = np.full((values.shape[0], size), np.nan, dtype=np.float32)
+    full[:, np.asarray(columns, dtype=np.int64)] = values
+    return full
+
+
+def write_responses(
+    model: EncodingModel,
+    stimulus: Stimulus,
+    path: str | os.PathLike[str],
+    *,
+    force: bool = False,
+    show_progress: bool = True,
+    reference: str | os.PathLike[str] | None = None,
+) -> list[Path]:
+    """Encode *stimulus* and write the responses in the format named by *path*'s suffix.
+
+    ``.h5``/``.hdf5`` streams into HDF5 (:func:`encode_to_hdf5`); any suffix in
+    ``model.output_writers()`` (``.nii.gz`` for volumetric models, ``.func.gii`` for surface
+    models, ...) encodes in memory and hands the arrays to that writer.
+
+    Returns
+    -------
+    list of Path
+        The files written.
+
+    Raises
+    ------
+    InvalidParameterError
+        Unknown suffix (the message lists those this model supports), or an existing file without
+        *force*.
+    """
+    path = Path(path)
+    name = path.name.lower()
+    if name.endswith(HDF5_SUFFIXES):
+        if reference is not None:
+            raise InvalidParameterError("a reference image is only used for volume (NIfTI) output")
+        return [encode_to_hdf5(model, stimulus, path, force=force, show_progress=show_progress)]
+    writers = model.output_writers()
+    suffix = next((s for s in sorted(writers, key=len, reverse=True) if name.endswith(s)), None)
+    if suffix is None:
+        allowed = ", ".join([*HDF5_SUFFIXES, *writers])
+        raise InvalidParameterError(
+            f"output file {path}: {model.model_id} writes files ending in {allowed}"
+        )
+    writer = writers[suffix]
+    existing = [str(p) for p in writer.targets(path) if Path(p).exists()]
+    if existing and not force:
+        raise InvalidParameterError(
+            f"output file(s) {', '.join(existing)} exist; pass --force to overwrite them"
+        )
+    responses = model.encode(stimulus, show_progress=show_progress)
+    if not isinstance(responses, tuple):
+        responses = (responses,)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return [Path(p) for p in writer.write(responses, path, reference=reference)]

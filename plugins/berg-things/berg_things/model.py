@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from berg_core import LoadRequest, ModelLoadError
+from berg_core import LoadRequest, ModelLoadError, OutputWriter
 from berg_core.files import load_model_file, require_file
 from berg_core.torchkit import (
     FeatureReadoutModel,
@@ -40,6 +40,19 @@ class ThingsModel(FeatureReadoutModel):
     def subject_metadata(self) -> dict[str, Any]:
         """The subject's metadata dict (``fmri``, ``encoding_model``, ``prf``, ``roi``)."""
         return self._metadata
+
+    def output_writers(self) -> dict[str, OutputWriter]:
+        """``.nii.gz`` / ``.nii``: a 4-D NIfTI volume, one volume per stimulus, NaN elsewhere."""
+        from berg_things.volume import write_nifti
+
+        coords = self._metadata["fmri"]["voxel_coords"]
+        columns = self.column_indices()["responses"]
+
+        def write(responses: tuple[Any, ...], path: Any, reference: Any = None) -> list[Any]:
+            return [write_nifti(responses[0], columns, coords, path, reference=reference)]
+
+        writer = OutputWriter("4-D NIfTI volume, one volume per stimulus", lambda p: [p], write)
+        return {".nii.gz": writer, ".nii": writer}
 
     def response_metadata(self) -> dict[str, Any]:
         """Subject metadata plus ``output`` (column voxel indices and ROI column ranges)."""
