@@ -1,0 +1,290 @@
+"""The ``berg`` command, run in-process through ``berg_core.cli.main`` with the toy models."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+
+import h5py
+import numpy as np
+import pytest
+
+from berg_core import __version__
+from berg_core.cli import main
+
+LINEAR = "toy-synthetic-linear"
+Expected = Callable[[Path, int, np.ndarray], dict[str, np.ndarray]]
+Run = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def run(capsys: pytest.CaptureFixture[str]) -> Run:
+    """``run("list", ...)`` -> (exit status, stdout, stderr)."""
+
+    def run(*argv: str | Path) -> tuple[int, str, str]:
+        status = main([str(a) for a in argv])
+        captured = capsys.readouterr()
+        return status, captured.out, captured.err
+
+    return run
+
+
+def save_pngs(folder: Path, images: np.ndarray) -> Path:
+    from PIL import Image
+
+    folder.mkdir()
+    for i, img in enumerate(images):
+        Image.fromarray(np.ascontiguousarray(img.transpose(1, 2, 0))).save(folder / f"{i:03d}.png")
+    return folder
+
+
+def test_version_and_help(run: Run) -> None:
+    assert run("--version") == (0, f"berg-core {__version__}\n", "")
+    status, out, _ = run()
+    assert status == 0
+    for command in ("plugins", "list", "describe", "metadata", "encode"):
+        assert command in out
+
+
+def test_plugins(run: Run, toy_plugin: ModuleType) -> None:
+    status, out, _ = run("plugins")
+    assert status == 0
+    lines = out.splitlines()
+    assert lines[0].split() == ["testplugin", "(in-process)", "[testplugin]", "2", "models"]
+    assert "    toy-synthetic-linear" in lines
+    assert "    toy_family (a family: berg list --expand toy_family)" in lines
+
+
+def test_plugins_when_none_is_installed(run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BERG_LOAD_PLUGINS", "")
+    status, out, _ = run("plugins")
+    assert status == 0
+    assert out.startswith("No berg plugins installed.")
+
+
+def test_list(run: Run, toy_plugin: ModuleType) -> None:
+    assert run("list") == (0, "toy-synthetic-linear\ntoy_family\n", "")
+    assert run("list", "toy_*") == (0, "toy_family\n", "")
+    assert run("list", "linear") == (0, "toy-synthetic-linear\n", "")
+    assert run("list", "nothing") == (0, "", "")
+
+
+def test_list_expand(run: Run, toy_plugin: ModuleType) -> None:
+    status, out, _ = run("list", "--expand", "toy_family")
+    assert status == 0
+    assert out.split() == [LINEAR, "toy_family-alpha", "toy_family-beta", "toy_family-gamma"]
+    assert run("list", "*alpha", "--expand", "toy_family") == (0, "toy_family-alpha\n", "")
+    status, out, err = run("list", "--expand", "nope")
+    assert (status, out) == (1, "")
+    assert err == (
+        "berg: error: cannot expand 'nope': it is not a model family of any installed plugin; "
+        "installed families: toy_family\n"
+    )
+
+
+def test_describe(run: Run, toy_plugin: ModuleType) -> None:
+    status, out, _ = run("describe", LINEAR)
+    assert status == 0
+    assert "Model: toy-synthetic-linear   (testplugin (in-process))" in out
+    assert "Subjects:         1, 2" in out
+    assert "Outputs:          lh, rh" in out
+    assert "Selection keys:   roi, lh_vertices, rh_vertices" in out
+    assert "weights_subject-{subject:02d}.npy" in out
+    status, out, _ = run("describe", "toy_family-beta")
+    assert status == 0 and "Model: toy_family-beta" in out
+
+
+def test_unknown_model_is_an_error(run: Run, toy_plugin: ModuleType, tmp_path: Path) -> None:
+    status, out, err = run("describe", "fmri-nsd_fsaverage-foo")
+    assert (status, out) == (1, "")
+    assert err.startswith("berg: error: no model 'fmri-nsd_fsaverage-foo': ")
+    assert "pip install berg-nsd" in err
+    stimulus = tmp_path / "images.npy"
+    np.save(stimulus, np.zeros((2, 3, 4, 4), dtype=np.uint8))
+    out = tmp_path / "x.h5"
+    status, _, err = run("encode", "toy-synthetic-linaer", "--stimulus", stimulus, "--out", out)
+    assert status == 1 and "Did you mean: toy-synthetic-linear?" in err
+    assert not out.exists()
+
+
+def test_metadata_printed(run: Run, berg_dir: Path) -> None:
+    status, out, _ = run("--berg-dir", berg_dir, "metadata", LINEAR, "--subject", "1")
+    assert status == 0
+    lines = out.splitlines()
+    assert "fmri:" in lines
+    assert "  lh_ncsnr: array (20,) float32" in lines
+    assert "  lh_fsaverage_rois:" in lines
+    assert "    V1: array (3,) int64" in lines
+    assert "subject: 1" in lines
+
+
+def test_metadata_uses_berg_dir_from_the_environment(
+    run: Run, berg_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BERG_DIR", str(berg_dir))
+    assert run("metadata", LINEAR, "--subject", "2")[0] == 0
+    status, _, err = run("metadata", LINEAR, "--subject", "3")
+    assert status == 1
+    assert err == (
+        "berg: error: subject = 3 is not a subject of toy-synthetic-linear; valid: 1, 2\n"
+    )
+
+
+def test_metadata_to_hdf5(run: Run, berg_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "meta.h5"
+    status, stdout, _ = run(
+        "--berg-dir", berg_dir, "metadata", LINEAR, "--subject", "2", "--out", out
+    )
+    assert (status, stdout) == (0, f"wrote {out}\n")
+    on_disk = np.load(
+        berg_dir / "encoding_models/modality-toy/train_dataset-synthetic/model-linear/metadata"
+        "/metadata_subject-02.npy",
+        allow_pickle=True,
+    ).item()
+    with h5py.File(out, "r") as h5:
+        np.testing.assert_array_equal(h5["fmri/lh_ncsnr"][()], on_disk["fmri"]["lh_ncsnr"])
+        for roi, index in on_disk["fmri"]["rh_fsaverage_rois"].items():
+            np.testing.assert_array_equal(h5[f"fmri/rh_fsaverage_rois/{roi}"][()], index)
+        assert h5["fmri/lh_fsaverage_rois/FFA-2"].shape == (0,)
+        assert h5["subject"][()] == 2
+    # refuses to overwrite without --force
+    status, _, err = run("--berg-dir", berg_dir, "metadata", LINEAR, "--subject", "2", "--out", out)
+    assert (
+        status == 1
+        and err == f"berg: error: output file {out} exists; pass --force to overwrite it\n"
+    )
+    args = ("--berg-dir", berg_dir, "metadata", LINEAR, "--subject", "1", "--out", out, "--force")
+    assert run(*args)[0] == 0
+    with h5py.File(out, "r") as h5:
+        assert h5["subject"][()] == 1
+
+
+def test_metadata_to_json(run: Run, berg_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "meta.json"
+    assert run("--berg-dir", berg_dir, "metadata", LINEAR, "--subject", "1", "--out", out)[0] == 0
+    data = json.loads(out.read_text())
+    metadata = np.load(
+        berg_dir / "encoding_models/modality-toy/train_dataset-synthetic/model-linear/metadata"
+        "/metadata_subject-01.npy",
+        allow_pickle=True,
+    ).item()
+    assert data["fmri"]["lh_fsaverage_rois"]["V1"] == [0, 1, 2]
+    np.testing.assert_allclose(data["fmri"]["rh_ncsnr"], metadata["fmri"]["rh_ncsnr"], rtol=1e-6)
+    assert data["subject"] == 1
+
+
+def test_metadata_to_other_formats_is_refused(run: Run, berg_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "meta.txt"
+    status, _, err = run("--berg-dir", berg_dir, "metadata", LINEAR, "--subject", "1", "--out", out)
+    assert status == 1
+    assert err == f"berg: error: --out {out}: use a .h5 or .json file name\n"
+    assert not out.exists()
+
+
+def test_encode_folder_with_roi(
+    run: Run, berg_dir: Path, tmp_path: Path, images: np.ndarray, expected: Expected
+) -> None:
+    folder = save_pngs(tmp_path / "stimuli", images)
+    out = tmp_path / "out.h5"
+    args = ["--berg-dir", berg_dir, "encode", LINEAR, "--subject", "1", "--stimulus", folder]
+    status, stdout, _ = run(*args, "--roi", "V2", "--out", out, "--quiet")
+    assert status == 0
+    assert stdout == f"wrote {out}: 7 images x (lh 4, rh 2) columns\n"
+    want = expected(berg_dir, 1, images)
+    with h5py.File(out, "r") as h5:
+        np.testing.assert_allclose(h5["lh"][()], want["lh"][:, [5, 6, 7, 8]], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(h5["rh"][()], want["rh"][:, [4, 5]], rtol=1e-5, atol=1e-6)
+        assert h5.attrs["selection"] == '{"roi": "V2"}'
+        assert h5.attrs["subject"] == "1"
+        assert len(h5["stimulus_sources"]) == 7
+    # a second run needs --force
+    status, _, err = run(*args, "--roi", "V1", "--out", out)
+    assert status == 1
+    assert err == f"berg: error: output file {out} exists; pass --force to overwrite it\n"
+    assert run(*args, "--roi", "V1", "--out", out, "--force", "--quiet")[0] == 0
+    with h5py.File(out, "r") as h5:
+        assert h5.attrs["selection"] == '{"roi": "V1"}'
+        assert h5["lh"].shape == (7, 3)
+
+
+def test_encode_npy_of_int64(
+    run: Run, berg_dir: Path, tmp_path: Path, images: np.ndarray, expected: Expected
+) -> None:
+    stimulus = tmp_path / "images.npy"
+    np.save(stimulus, images.astype(np.int64))
+    out = tmp_path / "out.h5"
+    status, _, err = run(
+        "--berg-dir", berg_dir, "encode", LINEAR, "--subject", "2", "--stimulus", stimulus,
+        "--out", out, "--batch-size", "2",
+    )  # fmt: skip
+    assert status == 0
+    assert "Encoding toy-synthetic-linear" in err  # progress bar without --quiet
+    want = expected(berg_dir, 2, images)
+    with h5py.File(out, "r") as h5:
+        np.testing.assert_allclose(h5["lh"][()], want["lh"], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(h5["rh"][()], want["rh"], rtol=1e-5, atol=1e-6)
+        assert "stimulus_sources" not in h5
+
+
+def test_encode_with_selection_json(run: Run, berg_dir: Path, tmp_path: Path) -> None:
+    stimulus = tmp_path / "images.npy"
+    np.save(stimulus, np.zeros((2, 3, 4, 4), dtype=np.uint8))
+    out = tmp_path / "out.h5"
+    mask = [0] * 20
+    mask[4] = 1
+    args = ["--berg-dir", berg_dir, "encode", LINEAR, "--subject", "1", "--stimulus", stimulus]
+    selection = json.dumps({"lh_vertices": mask})
+    assert run(*args, "--selection", selection, "--out", out, "--quiet")[0] == 0
+    with h5py.File(out, "r") as h5:
+        assert h5["lh"].shape == (2, 1) and h5["rh"].shape == (2, 16)
+        np.testing.assert_array_equal(h5["columns/lh"][()], [4])
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--roi", "V9"], "selection['roi'] = 'V9' is not an ROI of toy-synthetic-linear"),
+        (["--roi", "V1", "V2"], "selection['roi'] = ['V1', 'V2'] must be a string naming an ROI"),
+        (["--selection", "{bad json"], "--selection is not valid JSON"),
+        (["--selection", "[1]"], "--selection must be a JSON object"),
+        (["--roi", "V1", "--selection", '{"roi": "V2"}'], "give the ROI with --roi or in"),
+        (["--device", "tpu"], "device = 'tpu' is not valid"),
+        (["--batch-size", "0"], "--batch-size must be >= 1, got 0"),
+    ],
+)
+def test_encode_errors(
+    run: Run, berg_dir: Path, tmp_path: Path, extra: list[str], message: str
+) -> None:
+    stimulus = tmp_path / "images.npy"
+    np.save(stimulus, np.zeros((2, 3, 4, 4), dtype=np.uint8))
+    out = tmp_path / "out.h5"
+    status, stdout, err = run(
+        "--berg-dir", berg_dir, "encode", LINEAR, "--subject", "1", "--stimulus", stimulus,
+        "--out", out, *extra,
+    )  # fmt: skip
+    assert (status, stdout) == (1, "")
+    assert err.startswith("berg: error: ") and message in err
+    assert not out.exists()
+
+
+def test_encode_bad_stimulus(run: Run, berg_dir: Path, tmp_path: Path) -> None:
+    stimulus = tmp_path / "images.npy"
+    np.save(stimulus, np.full((2, 3, 4, 4), 128.0))
+    out = tmp_path / "out.h5"
+    args = ["--berg-dir", berg_dir, "encode", LINEAR, "--subject", "1", "--out", out]
+    status, _, err = run(*args, "--stimulus", stimulus)
+    assert status == 1
+    assert "berg: error: stimulus has dtype float64 with values from 128 to 128" in err
+    assert "divide by 255" in err
+    status, _, err = run(*args, "--stimulus", tmp_path / "missing")
+    assert status == 1
+    assert f"berg: error: stimulus: no such file or folder: {tmp_path / 'missing'}" in err
+    assert not out.exists()
+
+
+def test_encode_requires_stimulus_and_out(run: Run, toy_plugin: ModuleType) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["encode", LINEAR])
+    assert info.value.code == 2  # argparse usage error
