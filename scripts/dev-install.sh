@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Set up a development environment for berg and run the main job as a smoke test.
+#
+# Usage: scripts/dev-install.sh [VENV_DIR]        (default: .venv at the repository root)
+#
+# Creates a virtual environment with python3 (3.11; override with PYTHON=...), installs
+# torch==2.14.1 and torchvision==0.29.1 first (pinned, so no other plugin's requirement can pull
+# in another build), then, editable, in one pip call: berg-core with its `test` extra, every
+# plugin under plugins/ that has a pyproject.toml (except plugins/berg-brainscore, which needs an
+# environment of its own), and the test plugin tests/plugins/berg-testplugin. Finally runs
+# `berg plugins` and `berg list`.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${1:-$ROOT/.venv}"
+case "$VENV" in
+    /*) ;;
+    *) VENV="$PWD/$VENV" ;;
+esac
+
+if [ -z "${PYTHON:-}" ]; then
+    if command -v python3.11 >/dev/null 2>&1; then PYTHON=python3.11; else PYTHON=python3; fi
+fi
+"$PYTHON" - <<'PY'
+import sys
+if sys.version_info < (3, 10):
+    sys.exit(f"berg needs Python >= 3.10; {sys.executable} is {sys.version.split()[0]}")
+PY
+
+echo "== creating $VENV with $("$PYTHON" --version 2>&1)"
+"$PYTHON" -m venv "$VENV"
+PIP=("$VENV/bin/python" -m pip)
+"${PIP[@]}" install --upgrade pip
+
+echo "== installing torch and torchvision (pinned)"
+"${PIP[@]}" install "torch==2.14.1" "torchvision==0.29.1"
+
+cd "$ROOT"
+packages=(-e ".[test]")
+for dir in plugins/*/; do
+    dir="${dir%/}"
+    [ -f "$dir/pyproject.toml" ] || continue
+    if [ "$(basename "$dir")" = "berg-brainscore" ]; then
+        echo "== skipping $dir (it needs its own environment)"
+        continue
+    fi
+    packages+=(-e "$dir")
+done
+packages+=(-e tests/plugins/berg-testplugin)
+
+echo "== installing berg-core, plugins and the test plugin: ${packages[*]}"
+"${PIP[@]}" install "${packages[@]}"
+
+echo "== berg plugins"
+"$VENV/bin/berg" plugins
+echo "== berg list"
+"$VENV/bin/berg" list
+echo "== done: activate with 'source $VENV/bin/activate', test with '$VENV/bin/python -m pytest'"
