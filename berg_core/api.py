@@ -128,6 +128,8 @@ class BERG:
         subject: int | str | None = None,
         selection: Mapping[str, Any] | None = None,
         device: str = "auto",
+        *,
+        download: bool = False,
         **kwargs: Any,
     ) -> EncodingModel:
         """Load an encoding model.
@@ -142,6 +144,10 @@ class BERG:
             Which outputs to compute; keys depend on the model (see :meth:`describe`).
         device : {"auto", "cpu", "cuda", "cuda:N", "mps"}
             Where to run; ``"auto"`` picks CUDA when available.
+        download : bool
+            First download the files the model needs for *subject* that are missing from
+            ``berg_dir`` (the card's ``files``), from ``$BERG_BASE_URL`` or the public BERG
+            bucket; see :mod:`berg_core.fetch`.
         **kwargs
             Model-specific options listed in the card's ``options``.
 
@@ -154,6 +160,10 @@ class BERG:
         ModelNotFoundError, InvalidParameterError, ModelLoadError, PluginError
         """
         entry, request = self._request(model_id, subject, selection, device, kwargs)
+        if download and request.card.files:
+            from berg_core.fetch import fetch_files
+
+            fetch_files(request.card.files_for(request.subject), self.berg_dir)
         loader = resolve_import_path(entry.loader, f"loader of {model_id}")
         model = loader(request)
         if not isinstance(model, EncodingModel):
@@ -162,6 +172,51 @@ class BERG:
                 f"not an EncodingModel"
             )
         return model
+
+    def fetch(
+        self,
+        model_id: str,
+        subject: int | str | None = None,
+        *,
+        base_url: str | None = None,
+        show_progress: bool = True,
+        **options: Any,
+    ) -> list[Path]:
+        """Download the files *model_id* needs for *subject* that are missing from ``berg_dir``.
+
+        Parameters
+        ----------
+        model_id : str
+            Id from :meth:`list_models`.
+        subject : int or str, optional
+            One of the card's subjects (required when the model has subjects).
+        base_url : str, optional
+            Mirror to download from (default ``$BERG_BASE_URL``, else the public BERG bucket).
+        show_progress : bool
+            Show a progress bar per file.
+        **options
+            ``retries``, ``backoff``, ``timeout``, ``verify_etag``: see
+            :func:`berg_core.fetch.fetch_files`.
+
+        Returns
+        -------
+        list of Path
+            The model's files under ``berg_dir`` (empty when its card lists none).
+
+        Raises
+        ------
+        ModelNotFoundError, InvalidParameterError, ModelLoadError
+        """
+        from berg_core.fetch import fetch_model
+
+        return fetch_model(
+            model_id,
+            subject,
+            self.berg_dir,
+            base_url=base_url,
+            show_progress=show_progress,
+            **options,
+        )
 
     def _request(
         self,

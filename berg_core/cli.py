@@ -100,6 +100,32 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="output .h5 file")
     p.add_argument("--force", action="store_true", help="overwrite --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser(
+        "fetch",
+        help="download the files a model needs into berg_dir",
+        description="Download the files MODEL_ID needs for a subject that are missing from "
+        "berg_dir, from the public BERG bucket or a mirror (resumable, size- and "
+        "checksum-verified).",
+    )
+    p.add_argument("model_id")
+    p.add_argument("--subject", help="subject id")
+    p.add_argument(
+        "--berg-dir",
+        default=argparse.SUPPRESS,
+        help="destination (default: $BERG_DIR or a user dir)",
+    )
+    p.add_argument(
+        "--base-url", help="mirror to download from (default: $BERG_BASE_URL or the BERG bucket)"
+    )
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--list", action="store_true", help="show the files, their sizes and which are present"
+    )
+    mode.add_argument(
+        "--dry-run", action="store_true", help="say what would be downloaded, download nothing"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bars or messages")
     return parser
 
 
@@ -269,12 +295,65 @@ def _cmd_encode(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_fetch(args: argparse.Namespace) -> int:
+    from berg_core import fetch
+
+    berg = _berg(args)
+    subject = _subject(args.subject)
+    keys = fetch.model_keys(args.model_id, subject)
+    about = args.model_id + ("" if subject is None else f", subject {subject}")
+    if not keys:
+        print(
+            f"{about}: the model's card lists no files to fetch (it reads nothing from berg_dir, "
+            f"or gets what it needs itself)"
+        )
+        return 0
+    base_url = fetch.resolve_base_url(args.base_url)
+    statuses = fetch.inspect_files(keys, berg.berg_dir, base_url, remote=args.list)
+    todo = [s for s in statuses if not s.present]
+    if args.list:
+        size = fetch.format_size(fetch.total_size(s.remote_size for s in statuses))
+        need = fetch.format_size(fetch.total_size(s.remote_size for s in todo))
+        print(f"{about}: {len(keys)} file(s), {size}; {len(todo)} to download ({need})")
+        print(f"from {base_url}\ninto {berg.berg_dir}")
+        for s in statuses:
+            state = "present" if s.present else "partial" if s.partial_size else "missing"
+            shown = s.remote_size if s.remote_size is not None else s.local_size
+            note = ""
+            if s.present and None not in (s.local_size, s.remote_size):
+                if s.local_size != s.remote_size:
+                    note = f"  (local file has {s.local_size} bytes: differs from the server)"
+            elif s.partial_size:
+                note = f"  ({fetch.format_size(s.partial_size)} downloaded, will resume)"
+            if s.error:
+                note += f"  [{s.error}]"
+            print(f"  {state:<8}{fetch.format_size(shown):>11}  {s.key}{note}")
+        return 0
+    if args.dry_run:
+        if not todo:
+            print(f"{about}: all {len(keys)} file(s) are present in {berg.berg_dir}; nothing to do")
+            return 0
+        print(f"{about}: would download {len(todo)} of {len(keys)} file(s) into {berg.berg_dir}")
+        for s in todo:
+            resume = f" (resuming at byte {s.partial_size})" if s.partial_size else ""
+            print(f"  {s.url}\n    -> {s.path}{resume}")
+        return 0
+    fetch.fetch_files(keys, berg.berg_dir, base_url, show_progress=not args.quiet)
+    if not args.quiet:
+        done = len(keys) - len(todo)
+        print(
+            f"{about}: {len(todo)} file(s) downloaded, {done} already present, in {berg.berg_dir}"
+        )
+    return 0
+
+
 _COMMANDS = {
     "plugins": _cmd_plugins,
     "list": _cmd_list,
     "describe": _cmd_describe,
     "metadata": _cmd_metadata,
     "encode": _cmd_encode,
+    "fetch": _cmd_fetch,
 }
 
 

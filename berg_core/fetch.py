@@ -1,0 +1,905 @@
+"""Download the files a model needs from the public BERG bucket (or a mirror) into ``berg_dir``.
+
+The reference weights live in the AWS Open Data bucket ``brain-encoding-response-generator``
+(region us-west-2, anonymous access), under the same relative paths ("keys") as in ``berg_dir``.
+Each model's card lists the keys it reads per subject (:attr:`berg_core.ModelCard.files`), so
+berg fetches exactly those, on demand, with plain HTTPS ``GET`` requests::
+
+    berg fetch fmri-nsd_fsaverage-alexnet_untrained --subject 1
+
+or from Python :func:`fetch_model`, :func:`fetch_files`, :meth:`berg_core.BERG.fetch` and
+``BERG.get_encoding_model(..., download=True)``.
+
+How a file is fetched
+---------------------
+* Files already present under ``berg_dir`` are left alone (no network access at all).
+* Data is written to ``<name>.part`` beside the target, with the server's validator (ETag or
+  Last-Modified) in ``<name>.part.json``. An interrupted transfer, in this process or an earlier
+  one, is resumed with an HTTP ``Range`` request guarded by ``If-Range``, so a partial of an object
+  that changed on the server is never completed with bytes of the new version.
+* When the transfer is complete, the size is checked against ``Content-Length`` /
+  ``Content-Range`` and, when the ETag is a plain MD5 (S3 objects uploaded in one part), the MD5
+  of the data against it. S3 multipart ETags (``"<hex>-<parts>"``) are not an MD5 of the data:
+  those files are checked by size only (logged at DEBUG level). A mismatch deletes the partial and
+  raises :class:`~berg_core.errors.ModelLoadError`.
+* Only a complete, verified file is renamed (atomically, :func:`os.replace`) to its final name, so
+  a loader never reads a partial file.
+* Connection errors, timeouts, HTTP 429 and 5xx are retried with exponential backoff; an attempt
+  that received data does not count against the retries. 404/403 fail at once, naming the key and
+  the URL.
+* A lock file ``<name>.lock`` (:mod:`filelock`) serialises processes fetching the same file: the
+  second one waits, then finds the file present.
+
+The HTTP client is :mod:`urllib3` and the lock :mod:`filelock`; both are imported only when a
+download is made, so ``import berg_core`` stays light.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+import re
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit
+
+from berg_core.errors import InvalidParameterError, ModelLoadError
+
+if TYPE_CHECKING:
+    import urllib3
+
+__all__ = [
+    "BASE_URL_ENV",
+    "DEFAULT_BASE_URL",
+    "FileStatus",
+    "ServerUnreachableError",
+    "fetch_files",
+    "fetch_model",
+    "format_size",
+    "inspect_files",
+    "model_keys",
+    "resolve_base_url",
+    "total_size",
+    "url_for",
+]
+
+#: The public AWS Open Data bucket of the reference toolkit (anonymous HTTPS access).
+DEFAULT_BASE_URL = "https://brain-encoding-response-generator.s3.us-west-2.amazonaws.com/"
+#: Environment variable naming a mirror to use instead of :data:`DEFAULT_BASE_URL`.
+BASE_URL_ENV = "BERG_BASE_URL"
+
+PART_SUFFIX = ".part"
+STATE_SUFFIX = ".part.json"
+LOCK_SUFFIX = ".lock"
+
+_CHUNK = 1 << 18
+_MAX_DELAY = 60.0
+_MD5_ETAG = re.compile(r"^[0-9a-fA-F]{32}$")
+_CONTENT_RANGE = re.compile(r"^bytes\s+(\d+)-(\d+)/(\d+|\*)$")
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+log = logging.getLogger(__name__)
+
+
+class ServerUnreachableError(ModelLoadError):
+    """The server could not be reached (offline, DNS failure, connection refused), even after
+    the retries."""
+
+
+# -- keys, URLs, sizes ------------------------------------------------------------------------
+def resolve_base_url(base_url: str | None = None) -> str:
+    """Return the base URL to fetch from, ending with ``/``.
+
+    Parameters
+    ----------
+    base_url : str, optional
+        Explicit mirror; else ``$BERG_BASE_URL``; else :data:`DEFAULT_BASE_URL`.
+
+    Raises
+    ------
+    InvalidParameterError
+        The URL is not ``http(s)://host/...``.
+    """
+    url = base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        source = "base_url" if base_url else BASE_URL_ENV
+        raise InvalidParameterError(
+            f"{source} = {url!r} is not valid; expected an http(s) URL such as {DEFAULT_BASE_URL}"
+        )
+    if parts.query or parts.fragment:
+        raise InvalidParameterError(f"base URL {url!r} must not have a query or fragment")
+    return url if url.endswith("/") else url + "/"
+
+
+def check_key(key: object) -> str:
+    """Return *key* if it is a safe relative path under ``berg_dir`` (posix separators)."""
+    if not isinstance(key, str) or not key:
+        raise InvalidParameterError(f"file key must be a non-empty string, got {key!r}")
+    parts = key.split("/")
+    if (
+        "\\" in key
+        or PurePosixPath(key).is_absolute()
+        or re.match(r"^[A-Za-z]:", key)
+        or any(part in ("", ".", "..") for part in parts)
+        or any(ord(ch) < 32 for ch in key)
+    ):
+        raise InvalidParameterError(
+            f"file key {key!r} is not a relative path inside berg_dir "
+            f"(no leading '/', '..', '.', empty parts or backslashes)"
+        )
+    return key
+
+
+def url_for(key: str, base_url: str | None = None) -> str:
+    """The URL of *key* under *base_url* (see :func:`resolve_base_url`)."""
+    return resolve_base_url(base_url) + quote(check_key(key), safe="/")
+
+
+def format_size(size: int | None) -> str:
+    """``1536`` -> ``"1.5 KiB"``; ``None`` -> ``"?"``."""
+    if size is None:
+        return "?"
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _sibling(target: Path, suffix: str) -> Path:
+    return target.with_name(target.name + suffix)
+
+
+# -- models -----------------------------------------------------------------------------------
+def model_keys(model_id: str, subject: int | str | None = None) -> list[str]:
+    """The keys (paths under ``berg_dir``) model *model_id* reads for *subject*.
+
+    Raises
+    ------
+    ModelNotFoundError, InvalidParameterError
+        Unknown model, or a subject the model does not have.
+    """
+    from berg_core.api import _check_subject
+    from berg_core.registry import get_registry
+
+    _, card = get_registry().resolve(model_id)
+    subject = _check_subject(card, subject)
+    return [check_key(key) for key in card.files_for(subject)]
+
+
+def fetch_model(
+    model_id: str,
+    subject: int | str | None = None,
+    berg_dir: str | os.PathLike[str] | None = None,
+    *,
+    base_url: str | None = None,
+    show_progress: bool = True,
+    **options: Any,
+) -> list[Path]:
+    """Download the files model *model_id* needs for *subject* that are missing from *berg_dir*.
+
+    Parameters
+    ----------
+    model_id : str
+        Id from :meth:`berg_core.BERG.list_models`.
+    subject : int or str, optional
+        One of the model's subjects (required when it has subjects).
+    berg_dir : str or Path, optional
+        Destination; defaults to :func:`berg_core.api.default_berg_dir`.
+    base_url : str, optional
+        Mirror to download from (default ``$BERG_BASE_URL``, else the public bucket).
+    show_progress : bool
+        Show a progress bar (bytes) per file.
+    **options
+        ``retries``, ``backoff``, ``timeout``, ``verify_etag``: see :func:`fetch_files`.
+
+    Returns
+    -------
+    list of Path
+        The model's files under *berg_dir*, all present; empty when its card lists none.
+    """
+    from berg_core.api import default_berg_dir
+
+    keys = model_keys(model_id, subject)
+    root = Path(berg_dir).expanduser() if berg_dir is not None else default_berg_dir()
+    return fetch_files(keys, root, base_url=base_url, show_progress=show_progress, **options)
+
+
+# -- status -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FileStatus:
+    """What is known about one file of a model, locally and (optionally) on the server.
+
+    Attributes
+    ----------
+    key : str
+        Path relative to ``berg_dir`` and object key on the server.
+    url : str
+        Where it is downloaded from.
+    path : Path
+        Where it is stored.
+    present : bool
+        Whether ``path`` exists.
+    local_size : int or None
+        Size of ``path`` if present.
+    partial_size : int
+        Bytes of an interrupted download waiting to be resumed (0 if none).
+    remote_size : int or None
+        Size reported by the server (``HEAD``), if asked and known.
+    etag : str or None
+        The server's ETag, if asked and given.
+    error : str or None
+        Why the server could not be asked, if it could not.
+    """
+
+    key: str
+    url: str
+    path: Path
+    present: bool
+    local_size: int | None = None
+    partial_size: int = 0
+    remote_size: int | None = None
+    etag: str | None = None
+    error: str | None = None
+
+
+def inspect_files(
+    keys: Iterable[str],
+    berg_dir: str | os.PathLike[str],
+    base_url: str | None = None,
+    *,
+    remote: bool = False,
+    retries: int = 2,
+    backoff: float = 0.5,
+    timeout: float = 30.0,
+) -> list[FileStatus]:
+    """Say which of *keys* are present under *berg_dir* and, with *remote*, their server sizes.
+
+    Parameters
+    ----------
+    keys : iterable of str
+        Paths relative to *berg_dir*.
+    berg_dir : str or Path
+        Root folder.
+    base_url : str, optional
+        See :func:`resolve_base_url`.
+    remote : bool
+        Send a ``HEAD`` request per file for its size and ETag. Failures are reported in
+        :attr:`FileStatus.error`, not raised; once the server is unreachable the remaining
+        files are not asked.
+    retries, backoff, timeout
+        See :func:`fetch_files`.
+
+    Returns
+    -------
+    list of FileStatus
+        In the order of *keys*.
+    """
+    root = Path(berg_dir).expanduser()
+    base = resolve_base_url(base_url)
+    http = _pool_manager(base, timeout) if remote else None
+    unreachable: str | None = None
+    statuses = []
+    try:
+        for key in keys:
+            url = url_for(key, base)
+            path = root / key
+            present = path.is_file()
+            part = _sibling(path, PART_SUFFIX)
+            status: dict[str, Any] = {
+                "key": key,
+                "url": url,
+                "path": path,
+                "present": present,
+                "local_size": path.stat().st_size if present else None,
+                "partial_size": part.stat().st_size if part.is_file() and not present else 0,
+            }
+            if http is not None and unreachable is not None:
+                status["error"] = f"not asked: {unreachable}"
+            elif http is not None:
+                try:
+                    response = _with_retries(
+                        lambda url=url, key=key: _send(http, "HEAD", url, key, {}),
+                        key,
+                        url,
+                        retries,
+                        backoff,
+                    )
+                except ServerUnreachableError as exc:
+                    unreachable = "server unreachable"
+                    status["error"] = str(exc)
+                except ModelLoadError as exc:
+                    status["error"] = str(exc)
+                else:
+                    status["remote_size"] = _int_header(response, "Content-Length")
+                    status["etag"] = response.headers.get("ETag")
+                    response.drain_conn()  # the connection is reused only once drained
+                    response.release_conn()
+            statuses.append(FileStatus(**status))
+    finally:
+        if http is not None:
+            http.clear()
+    return statuses
+
+
+# -- downloading ------------------------------------------------------------------------------
+def fetch_files(
+    keys: Iterable[str],
+    berg_dir: str | os.PathLike[str],
+    base_url: str | None = None,
+    show_progress: bool = True,
+    *,
+    retries: int = 4,
+    backoff: float = 1.0,
+    timeout: float = 60.0,
+    verify_etag: bool = True,
+) -> list[Path]:
+    """Download the *keys* missing from *berg_dir*; return the local paths of all of them.
+
+    Parameters
+    ----------
+    keys : iterable of str
+        Object keys, which are also the paths relative to *berg_dir* (posix separators).
+    berg_dir : str or Path
+        Destination root; created if needed.
+    base_url : str, optional
+        Mirror to download from: default ``$BERG_BASE_URL``, else :data:`DEFAULT_BASE_URL`. The
+        URL of a key is ``base_url + key``.
+    show_progress : bool
+        Show a progress bar (bytes) per file, and say when waiting for another process.
+    retries : int
+        How many times a failed attempt is retried (connection errors, timeouts, HTTP 429 and
+        5xx) before giving up. An attempt that received data restarts the count.
+    backoff : float
+        Delay before the first retry, in seconds; it doubles at each retry (at most 60 s, with a
+        little jitter; ``Retry-After`` is honoured). 0 retries at once.
+    timeout : float
+        Connect and read timeout of each request, in seconds.
+    verify_etag : bool
+        Check the MD5 of each file against the server's ETag when the ETag is a plain MD5. Turn
+        off only for a mirror whose 32-hex-digit ETags are not MD5s (e.g. S3 with SSE-KMS).
+
+    Returns
+    -------
+    list of Path
+        ``berg_dir / key`` for each key, in order; every one exists.
+
+    Raises
+    ------
+    InvalidParameterError
+        A key is not a relative path inside *berg_dir*, or the base URL is invalid.
+    ModelLoadError
+        A file could not be downloaded (server unreachable, HTTP 404/403, retries exhausted) or did
+        not match the server's size or checksum. The message names the key and the URL. What was
+        downloaded before the failure is kept in ``<name>.part`` and resumed by the next call,
+        unless it was found corrupt.
+    """
+    keys = [check_key(key) for key in keys]
+    if retries < 0 or backoff < 0 or timeout <= 0:
+        raise InvalidParameterError(
+            f"retries >= 0, backoff >= 0 and timeout > 0 are required; got retries={retries}, "
+            f"backoff={backoff}, timeout={timeout}"
+        )
+    root = Path(berg_dir).expanduser()
+    base = resolve_base_url(base_url)
+    targets = [root / key for key in keys]
+    missing = [
+        (key, target) for key, target in zip(keys, targets, strict=True) if not target.is_file()
+    ]
+    if not missing:
+        log.debug("all %d file(s) present under %s", len(keys), root)
+        return targets
+    http = _pool_manager(base, timeout)
+    try:
+        for number, (key, target) in enumerate(missing, 1):
+            job = _Job(
+                http=http,
+                key=key,
+                url=url_for(key, base),
+                target=target,
+                label=f"[{number}/{len(missing)}] {target.name}",
+                retries=retries,
+                backoff=backoff,
+                show_progress=show_progress,
+                verify_etag=verify_etag,
+            )
+            _fetch_locked(job)
+    finally:
+        http.clear()
+    return targets
+
+
+@dataclass
+class _Job:
+    http: Any
+    key: str
+    url: str
+    target: Path
+    label: str
+    retries: int
+    backoff: float
+    show_progress: bool
+    verify_etag: bool
+
+
+class _TransientError(Exception):
+    """A failure worth retrying."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+class _RangeError(_TransientError):
+    """HTTP 416: the partial is not a prefix of the object any more."""
+
+
+class _ConnectError(_TransientError):
+    """The server could not be reached at all (offline, connection refused, DNS failure)."""
+
+
+def _is_connect_failure(exc: BaseException) -> bool:
+    return isinstance(exc, _ConnectError)
+
+
+def _fetch_locked(job: _Job) -> None:
+    from filelock import FileLock, Timeout
+
+    job.target.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(_sibling(job.target, LOCK_SUFFIX)))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        message = f"waiting for another process downloading {job.key} ..."
+        log.info(message)
+        if job.show_progress:
+            print(f"berg: {message}", file=sys.stderr, flush=True)
+        lock.acquire()
+    try:
+        if job.target.is_file():  # the other process finished it
+            log.debug("%s: downloaded by another process meanwhile", job.key)
+            return
+        _download(job)
+    finally:
+        lock.release()
+
+
+@dataclass
+class _Progress:
+    """What survives between the attempts of one download: checksum state and progress bar."""
+
+    hasher: Any = None  # running MD5 of the partial's first `hashed` bytes, or None
+    hashed: int = 0
+    bar: Any = None
+    received: int = 0  # bytes the last attempt added to the partial
+
+
+def _download(job: _Job) -> None:
+    """Download *job* into ``<target>.part`` with resume and retries, verify, then rename."""
+    part = _sibling(job.target, PART_SUFFIX)
+    state_file = _sibling(job.target, STATE_SUFFIX)
+    progress = _Progress()
+    failures = 0  # failed attempts in a row that received no data
+    try:
+        while True:
+            try:
+                size, total, etag = _attempt(job, part, state_file, progress)
+            except _TransientError as exc:
+                if isinstance(exc, _RangeError):
+                    _discard(part, state_file)
+                failures = 1 if progress.received > 0 else failures + 1
+                if failures > job.retries:
+                    error = ServerUnreachableError if _is_connect_failure(exc) else ModelLoadError
+                    raise error(_failure_message(job, exc, failures, part)) from None
+                delay = _delay(job.backoff, failures, exc.retry_after)
+                log.info(
+                    "%s: %s; retry %d of %d in %.1f s", job.key, exc, failures, job.retries, delay
+                )
+                time.sleep(delay)
+                continue
+            _verify(job, part, size, total, etag, progress.hasher)
+            os.replace(part, job.target)
+            state_file.unlink(missing_ok=True)
+            _fsync_dir(job.target.parent)
+            log.debug("%s: saved %s (%d bytes)", job.key, job.target, size)
+            return
+    finally:
+        if progress.bar is not None:
+            progress.bar.close()
+
+
+def _attempt(
+    job: _Job, part: Path, state_file: Path, progress: _Progress
+) -> tuple[int, int | None, str | None]:
+    """One GET, resuming the partial if there is one; return ``(size, total, etag)``.
+
+    Raises :class:`_TransientError` when the transfer should be tried again.
+    """
+    from tqdm.auto import tqdm
+
+    progress.received = 0
+    offset, state = _resume_state(part, state_file)
+    headers = {}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+        validator = state.get("etag") or state.get("last_modified")
+        headers["If-Range"] = validator
+    response = _send(job.http, "GET", job.url, job.key, headers)
+    consumed = False
+    try:
+        offset, total, etag = _start_body(job, response, offset, state, part, state_file)
+        if progress.hasher is None or progress.hashed != offset:
+            progress.hasher = _hash_prefix(part, offset, etag, job.verify_etag)
+            progress.hashed = offset
+        if progress.bar is None:
+            progress.bar = tqdm(
+                total=total,
+                initial=offset,
+                desc=job.label,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                disable=not job.show_progress,
+                file=sys.stderr,
+            )
+        elif progress.bar.n != offset or progress.bar.total != total:
+            progress.bar.reset(total=total)
+            progress.bar.update(offset)
+        with open(part, "ab") as out:
+            try:
+                _copy_body(response, out, progress.hasher, progress.bar)
+                consumed = True
+            finally:
+                out.flush()
+                os.fsync(out.fileno())
+                size = part.stat().st_size
+                progress.received = size - offset
+                progress.hashed = size
+    finally:
+        if not consumed:  # never leave unread data on a connection the pool may reuse
+            response.close()
+        response.release_conn()
+    if total is not None and size < total:
+        raise _TransientError(f"connection closed after {size} of {total} bytes")
+    return size, total, etag
+
+
+def _resume_state(part: Path, state_file: Path) -> tuple[int, dict[str, Any]]:
+    """Size of a resumable partial and its saved validators; ``(0, {})`` after discarding one."""
+    if not part.is_file():
+        state_file.unlink(missing_ok=True)
+        return 0, {}
+    try:
+        state = json.loads(state_file.read_text())
+        if not isinstance(state, dict):
+            raise ValueError(state)
+    except (OSError, ValueError):
+        state = {}
+    size = part.stat().st_size
+    if size and (state.get("etag") or state.get("last_modified")):
+        return size, state
+    # a partial without a validator cannot be safely resumed
+    _discard(part, state_file)
+    return 0, {}
+
+
+def _start_body(
+    job: _Job,
+    response: Any,
+    offset: int,
+    state: dict[str, Any],
+    part: Path,
+    state_file: Path,
+) -> tuple[int, int | None, str | None]:
+    """Check a GET response's status and framing; return ``(offset, total size, etag)``.
+
+    Truncates the partial when the server sends the whole object again.
+    """
+    etag = response.headers.get("ETag")
+    if response.status == 206:
+        match = _CONTENT_RANGE.match(response.headers.get("Content-Range", "").strip())
+        if not offset or match is None or int(match.group(1)) != offset:
+            _discard(part, state_file)
+            raise _TransientError(
+                f"unexpected partial response (Content-Range "
+                f"{response.headers.get('Content-Range')!r} for offset {offset})"
+            )
+        saved = state.get("etag")
+        if saved and etag and saved != etag:
+            _discard(part, state_file)
+            raise _TransientError(f"the object changed on the server (ETag {saved} -> {etag})")
+        total = None if match.group(3) == "*" else int(match.group(3))
+        if total is not None and state.get("size") not in (None, total):
+            _discard(part, state_file)
+            raise _TransientError(
+                f"the object changed on the server (size {state['size']} -> {total})"
+            )
+        log.debug("%s: resuming at byte %d of %s", job.key, offset, total)
+        return offset, total, etag or saved
+    # 200: the whole object (first attempt, or the server ignored Range / If-Range failed)
+    if offset:
+        log.debug("%s: server sent the whole object; restarting from byte 0", job.key)
+    total = _int_header(response, "Content-Length")
+    state = {
+        "url": job.url,
+        "etag": etag,
+        "last_modified": response.headers.get("Last-Modified"),
+        "size": total,
+    }
+    state_file.write_text(json.dumps(state))
+    with open(part, "wb"):
+        pass
+    return 0, total, etag
+
+
+def _copy_body(response: Any, out: Any, hasher: Any, bar: Any) -> int:
+    """Stream the body into *out*; network errors become :class:`_TransientError`."""
+    stream = response.stream(_CHUNK, decode_content=False)
+    received = 0
+    while True:
+        try:
+            chunk = next(stream, None)
+        except _network_errors() as exc:
+            raise _TransientError(f"transfer interrupted: {_reason(exc)}") from None
+        if not chunk:
+            return received
+        out.write(chunk)
+        if hasher is not None:
+            hasher.update(chunk)
+        received += len(chunk)
+        bar.update(len(chunk))
+
+
+def _hash_prefix(part: Path, offset: int, etag: str | None, verify: bool) -> Any:
+    """A running MD5 primed with the first *offset* bytes of *part*, or None if not needed."""
+    if not verify or _md5_of_etag(etag) is None:
+        return None
+    hasher = hashlib.md5(usedforsecurity=False)
+    if offset:
+        with open(part, "rb") as source:
+            remaining = offset
+            while remaining:
+                block = source.read(min(_CHUNK, remaining))
+                if not block:
+                    break
+                hasher.update(block)
+                remaining -= len(block)
+    return hasher
+
+
+def _md5_of_etag(etag: str | None) -> str | None:
+    """The MD5 hex digest an S3 single-part ETag stands for; None for weak or multipart ETags."""
+    if not etag or etag.startswith("W/"):
+        return None
+    value = etag.strip().strip('"')
+    return value.lower() if _MD5_ETAG.match(value) else None
+
+
+def _verify(
+    job: _Job, part: Path, size: int, total: int | None, etag: str | None, hasher: Any
+) -> None:
+    if total is not None and size != total:
+        _discard(part, _sibling(job.target, STATE_SUFFIX))
+        raise ModelLoadError(
+            f"{job.key}: received {size} bytes from {job.url} but the server announced {total}; "
+            f"the download was deleted. Run the fetch again."
+        )
+    if total is None:
+        log.debug("%s: the server sent no size; size not verified", job.key)
+    expected = _md5_of_etag(etag)
+    if not job.verify_etag:
+        log.debug("%s: checksum not verified (verify_etag=False)", job.key)
+    elif expected is None:
+        log.debug(
+            "%s: ETag %s is not a plain MD5 (S3 multipart upload, or another server); verified "
+            "size only",
+            job.key,
+            etag,
+        )
+    else:
+        digest = hasher.hexdigest()
+        if digest != expected:
+            _discard(part, _sibling(job.target, STATE_SUFFIX))
+            raise ModelLoadError(
+                f"{job.key}: the data downloaded from {job.url} does not match the server's "
+                f"checksum (MD5 {digest}, ETag {etag}); the download was deleted. Run the fetch "
+                f"again; if this repeats, the server or a proxy is serving a corrupt file."
+            )
+        log.debug("%s: MD5 %s matches the ETag", job.key, digest)
+
+
+def _discard(part: Path, state_file: Path) -> None:
+    part.unlink(missing_ok=True)
+    state_file.unlink(missing_ok=True)
+
+
+def _fsync_dir(folder: Path) -> None:
+    if os.name != "posix":  # pragma: no cover - directories cannot be opened on Windows
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - some filesystems refuse
+        pass
+    finally:
+        os.close(fd)
+
+
+def _failure_message(job: _Job, exc: _TransientError, failures: int, part: Path) -> str:
+    kept = ""
+    if part.is_file() and part.stat().st_size:
+        kept = f" {part.stat().st_size} bytes are kept in {part} and will be resumed next time."
+    hint = ""
+    if _is_connect_failure(exc):
+        hint = (
+            f" Are you offline? Check the connection, or download from a mirror with --base-url "
+            f"or ${BASE_URL_ENV}."
+        )
+    return (
+        f"could not download {job.key!r} from {job.url} ({failures} failed attempt(s) in a row): "
+        f"{exc}.{hint}{kept}"
+    )
+
+
+# -- HTTP -------------------------------------------------------------------------------------
+def _network_errors() -> tuple[type[BaseException], ...]:
+    import http.client
+
+    import urllib3
+
+    return (urllib3.exceptions.HTTPError, http.client.HTTPException, ConnectionError, TimeoutError)
+
+
+def _reason(exc: BaseException) -> str:
+    reason = getattr(exc, "reason", None)
+    if isinstance(reason, BaseException):
+        exc = reason
+    text = str(exc)
+    # urllib3 prefixes connection errors with an object repr; keep the useful tail
+    text = re.sub(r"^<[^>]*>:\s*", "", text)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _headers() -> dict[str, str]:
+    from berg_core import __version__
+
+    # identity: the bytes on disk must be the object's bytes, which the ETag and size describe
+    return {"User-Agent": f"berg-core/{__version__}", "Accept-Encoding": "identity"}
+
+
+def _pool_manager(base_url: str, timeout: float) -> urllib3.PoolManager:
+    """A urllib3 pool for *base_url*, through the environment's proxy if it names one."""
+    import urllib.request
+
+    import urllib3
+
+    options: dict[str, Any] = {
+        "timeout": urllib3.Timeout(connect=min(timeout, 30.0), read=timeout),
+        # no automatic retries (ours know about partial downloads), but follow redirects
+        "retries": urllib3.Retry(
+            total=None, connect=0, read=0, status=0, other=0, redirect=5, raise_on_status=False
+        ),
+        "maxsize": 2,
+    }
+    parts = urlsplit(base_url)
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    host = parts.hostname or ""
+    if proxy and host not in _LOOPBACK and not urllib.request.proxy_bypass(host):
+        return urllib3.ProxyManager(proxy, **options)
+    return urllib3.PoolManager(**options)
+
+
+def _send(http: Any, method: str, url: str, key: str, headers: dict[str, str]) -> Any:
+    """Send one request and return the response if its status is 200 or 206.
+
+    Raises :class:`_TransientError` for failures worth retrying and :class:`ModelLoadError` for the
+    rest, naming *key* and *url*.
+    """
+    import urllib3
+
+    errors = urllib3.exceptions
+    try:
+        response = http.request(
+            method,
+            url,
+            headers={**_headers(), **headers},
+            preload_content=False,
+            decode_content=False,
+        )
+    except errors.MaxRetryError as exc:
+        reason = exc.reason
+        if isinstance(reason, errors.SSLError):
+            raise ModelLoadError(
+                f"could not download {key!r} from {url}: TLS/SSL error: {_reason(reason)}"
+            ) from None
+        if isinstance(reason, errors.ResponseError):  # too many redirects
+            raise ModelLoadError(
+                f"could not download {key!r} from {url}: {_reason(reason)}"
+            ) from None
+        if isinstance(reason, (errors.ConnectTimeoutError, errors.ProxyError)):
+            raise _ConnectError(f"cannot connect: {_reason(exc)}") from None
+        raise _TransientError(f"request failed: {_reason(exc)}") from None
+    except errors.LocationValueError as exc:
+        raise ModelLoadError(f"invalid URL {url} for {key!r}: {exc}") from None
+    except _network_errors() as exc:
+        raise _TransientError(f"request failed: {_reason(exc)}") from None
+    status = response.status
+    if status in (200, 206):
+        return response
+    retry_after = _retry_after(response)
+    response.drain_conn()
+    response.release_conn()
+    if status == 429 or status >= 500:
+        raise _TransientError(f"HTTP {status} {response.reason or ''}".rstrip(), retry_after)
+    if status == 416:
+        raise _RangeError("HTTP 416: the partial download is not part of the file")
+    if status == 404:
+        raise ModelLoadError(
+            f"{key!r} is not on the server: HTTP 404 Not Found for {url}. Either the model's card "
+            f"names a file the bucket does not have, or the mirror is incomplete."
+        )
+    if status == 403:
+        raise ModelLoadError(
+            f"access to {key!r} was refused: HTTP 403 Forbidden for {url}. S3 answers 403 for "
+            f"keys that do not exist when listing is not allowed: check the key and the base URL."
+        )
+    raise ModelLoadError(f"could not download {key!r}: HTTP {status} for {url}")
+
+
+def _with_retries(call: Any, key: str, url: str, retries: int, backoff: float) -> Any:
+    failures = 0
+    while True:
+        try:
+            return call()
+        except _TransientError as exc:
+            failures += 1
+            if failures > retries:
+                error = ServerUnreachableError if _is_connect_failure(exc) else ModelLoadError
+                raise error(f"could not reach {url} (key {key!r}): {exc}") from None
+            delay = _delay(backoff, failures, exc.retry_after)
+            log.info("%s: %s; retry %d of %d in %.1f s", key, exc, failures, retries, delay)
+            time.sleep(delay)
+
+
+def _delay(backoff: float, failures: int, retry_after: float | None) -> float:
+    if backoff <= 0:
+        return 0.0
+    delay = backoff * 2 ** (failures - 1) * random.uniform(1.0, 1.25)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return min(delay, _MAX_DELAY)
+
+
+def _retry_after(response: Any) -> float | None:
+    value = response.headers.get("Retry-After")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None  # an HTTP date: use our own backoff
+
+
+def _int_header(response: Any, name: str) -> int | None:
+    value = response.headers.get(name)
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def total_size(sizes: Iterable[int | None]) -> int | None:
+    """Sum of *sizes*, or None if any is unknown."""
+    total = 0
+    for size in sizes:
+        if size is None:
+            return None
+        total += size
+    return total
