@@ -97,7 +97,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--selection", help='selection as JSON, e.g. \'{"roi": "V1v"}\'')
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--batch-size", type=int, help="images per forward pass")
-    p.add_argument("--out", required=True, type=Path, help="output .h5 file")
+    p.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="output file: .h5 (any model), or a brain-native format the model writes "
+        "(.nii.gz for volumetric models, .func.gii for fsaverage models)",
+    )
+    p.add_argument(
+        "--reference-image",
+        type=Path,
+        help="NIfTI image giving the volume's shape and affine (volumetric output only)",
+    )
     p.add_argument("--force", action="store_true", help="overwrite --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -250,7 +261,7 @@ def _print_tree(data: dict[str, Any], indent: int = 0) -> None:
 
 
 def _cmd_encode(args: argparse.Namespace) -> int:
-    from berg_core.output import encode_to_hdf5
+    from berg_core.output import write_responses
     from berg_core.stimulus import as_stimulus
 
     selection: dict[str, Any] = {}
@@ -267,6 +278,8 @@ def _cmd_encode(args: argparse.Namespace) -> int:
         selection["roi"] = args.roi[0] if len(args.roi) == 1 else args.roi
     if args.out.exists() and not args.force:
         raise InvalidParameterError(f"output file {args.out} exists; pass --force to overwrite it")
+    if args.reference_image is not None and not args.reference_image.is_file():
+        raise InvalidParameterError(f"--reference-image {args.reference_image}: no such file")
     stimulus_path: Path = args.stimulus
     if stimulus_path.suffix.lower() == ".npy" and stimulus_path.is_file():
         stimulus: Any = np.load(stimulus_path, mmap_mode="r", allow_pickle=False)
@@ -285,13 +298,19 @@ def _cmd_encode(args: argparse.Namespace) -> int:
             if args.batch_size < 1:
                 raise InvalidParameterError(f"--batch-size must be >= 1, got {args.batch_size}")
             model.batch_size = args.batch_size
-        path = encode_to_hdf5(
-            model, stimulus, args.out, force=args.force, show_progress=not args.quiet
+        paths = write_responses(
+            model,
+            stimulus,
+            args.out,
+            force=args.force,
+            show_progress=not args.quiet,
+            reference=args.reference_image,
         )
     sizes = ", ".join(
         f"{n} {s}" for n, s in zip(model.output_names, model.output_sizes(), strict=True)
     )
-    print(f"wrote {path}: {len(stimulus)} images x ({sizes}) columns")
+    written = ", ".join(str(p) for p in paths)
+    print(f"wrote {written}: {len(stimulus)} images x ({sizes}) columns")
     return 0
 
 
