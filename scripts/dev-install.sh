@@ -33,7 +33,12 @@ PIP=("$VENV/bin/python" -m pip)
 "${PIP[@]}" install --upgrade pip
 
 echo "== installing torch and torchvision (pinned)"
-"${PIP[@]}" install "torch==2.14.1" "torchvision==0.29.1"
+PINS=("torch==2.14.1" "torchvision==0.29.1")
+"${PIP[@]}" install "${PINS[@]}"
+# the same pins constrain the next install, so no plugin's requirement can replace them
+CONSTRAINTS="$(mktemp)"
+trap 'rm -f "$CONSTRAINTS"' EXIT
+printf '%s\n' "${PINS[@]}" >"$CONSTRAINTS"
 
 cd "$ROOT"
 packages=(-e ".[test]")
@@ -49,7 +54,16 @@ done
 packages+=(-e tests/plugins/berg-testplugin)
 
 echo "== installing berg-core, plugins and the test plugin: ${packages[*]}"
-"${PIP[@]}" install "${packages[@]}"
+"${PIP[@]}" install -c "$CONSTRAINTS" "${packages[@]}"
+"$VENV/bin/python" - "${PINS[@]}" <<'PY'
+import sys
+from importlib.metadata import version
+
+for pin in sys.argv[1:]:
+    name, wanted = pin.split("==")
+    if version(name) != wanted:
+        sys.exit(f"dev-install: {name} {version(name)} is installed, expected {wanted}")
+PY
 
 echo "== berg plugins"
 "$VENV/bin/berg" plugins
