@@ -49,7 +49,11 @@ for dir in plugins/*/; do
         echo "== skipping $dir (it needs its own environment)"
         continue
     fi
-    packages+=(-e "$dir")
+    if grep -q '^test *=' "$dir/pyproject.toml"; then
+        packages+=(-e "$dir[test]")  # the plugin's test extra (scikit-learn for reference checks)
+    else
+        packages+=(-e "$dir")
+    fi
 done
 packages+=(-e tests/plugins/berg-testplugin)
 
