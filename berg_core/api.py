@@ -80,6 +80,8 @@ class BERG:
         expand_brainscore_vision, expand_brainscore_language : bool
             Reference-toolkit spelling of ``expand=("brainscore_vision",)``.
         """
+        if isinstance(pattern, bool):  # reference order: list_models(expand_brainscore_vision)
+            expand_brainscore_vision, pattern = pattern, None
         families = list(expand)
         if expand_brainscore_vision:
             families.append("brainscore_vision")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import textwrap
 from collections.abc import Sequence
@@ -12,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from berg_core.errors import BergError, InvalidParameterError
+from berg_core.errors import BergError, InvalidParameterError, StimulusError
 
 __all__ = ["format_card", "main"]
 
@@ -62,10 +63,14 @@ def _parser() -> argparse.ArgumentParser:
         "--berg-dir", help="folder with the model files (default: $BERG_DIR or a user data dir)"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--berg-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
-    sub.add_parser("plugins", help="installed plugins, their models and load errors")
+    sub.add_parser(
+        "plugins", parents=[common], help="installed plugins, their models and load errors"
+    )
 
-    p = sub.add_parser("list", help="list model ids")
+    p = sub.add_parser("list", parents=[common], help="list model ids")
     p.add_argument("pattern", nargs="?", help="wildcard pattern or substring, e.g. 'fmri-*'")
     p.add_argument(
         "--expand",
@@ -75,16 +80,16 @@ def _parser() -> argparse.ArgumentParser:
         help="list the members of a model family (e.g. brainscore_vision)",
     )
 
-    p = sub.add_parser("describe", help="show a model's card")
+    p = sub.add_parser("describe", parents=[common], help="show a model's card")
     p.add_argument("model_id")
 
-    p = sub.add_parser("metadata", help="show or save a subject's metadata")
+    p = sub.add_parser("metadata", parents=[common], help="show or save a subject's metadata")
     p.add_argument("model_id")
     p.add_argument("--subject", help="subject id")
     p.add_argument("--out", type=Path, help="save to FILE (.h5 or .json) instead of printing")
     p.add_argument("--force", action="store_true", help="overwrite --out")
 
-    p = sub.add_parser("encode", help="encode images into an HDF5 file")
+    p = sub.add_parser("encode", parents=[common], help="encode images into an HDF5 file")
     p.add_argument("model_id")
     p.add_argument("--subject", help="subject id")
     p.add_argument(
@@ -173,7 +178,10 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
 
     registry = get_registry()
     if not registry.plugins:
-        print("No berg plugins installed. Model families: pip install berg-nsd berg-things ...")
+        if os.environ.get("BERG_LOAD_PLUGINS") is not None:
+            print("No berg plugins loaded: BERG_LOAD_PLUGINS is set and names none installed.")
+        else:
+            print("No berg plugins installed. Model families: pip install berg-nsd berg-things")
         return 0
     for info in registry.plugins:
         status = "FAILED" if info.error else f"{len(info.models)} models"
@@ -282,7 +290,12 @@ def _cmd_encode(args: argparse.Namespace) -> int:
         raise InvalidParameterError(f"--reference-image {args.reference_image}: no such file")
     stimulus_path: Path = args.stimulus
     if stimulus_path.suffix.lower() == ".npy" and stimulus_path.is_file():
-        stimulus: Any = np.load(stimulus_path, mmap_mode="r", allow_pickle=False)
+        try:
+            stimulus: Any = np.load(stimulus_path, mmap_mode="r", allow_pickle=False)
+        except ValueError as exc:  # object arrays (pickles) and corrupt files
+            raise StimulusError(
+                f"--stimulus {stimulus_path}: not a plain numeric .npy array ({exc})"
+            ) from None
     else:
         stimulus = stimulus_path
     stimulus = as_stimulus(stimulus)
@@ -306,9 +319,9 @@ def _cmd_encode(args: argparse.Namespace) -> int:
             show_progress=not args.quiet,
             reference=args.reference_image,
         )
-    sizes = ", ".join(
-        f"{n} {s}" for n, s in zip(model.output_names, model.output_sizes(), strict=True)
-    )
+        sizes = ", ".join(
+            f"{n} {s}" for n, s in zip(model.output_names, model.output_sizes(), strict=True)
+        )
     written = ", ".join(str(p) for p in paths)
     print(f"wrote {written}: {len(stimulus)} images x ({sizes}) columns")
     return 0

@@ -38,7 +38,16 @@ def resolve_import_path(target: str | Callable[..., Any], what: str) -> Any:
     module_name, _, attribute = target.partition(":")
     if not attribute:
         raise PluginError(f"{what}: import path {target!r} must look like 'package.module:name'")
-    module = importlib.import_module(module_name)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        from berg_core.errors import ModelLoadError
+
+        missing = getattr(exc, "name", None) or "a dependency"
+        raise ModelLoadError(
+            f"{what}: importing {module_name} failed because {missing} is missing ({exc}). "
+            f"Install the plugin's dependencies (pip install {missing} for a missing library)."
+        ) from exc
     try:
         obj: Any = module
         for part in attribute.split("."):

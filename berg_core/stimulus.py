@@ -180,7 +180,7 @@ def _checked_array(array: np.ndarray) -> np.ndarray:
                 f"expected channel-first (N, 3, H, W): use stimulus.transpose(0, 3, 1, 2)"
             )
         raise StimulusError(
-            f"stimulus has {channels} channels (shape {array.shape}); expected 3 RGB channels "
+            f"stimulus has {channels} channel(s) (shape {array.shape}); expected 3 RGB channels "
             f"in axis 1, (N, 3, H, W)"
         )
     if n == 0:

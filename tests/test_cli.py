@@ -61,7 +61,39 @@ def test_plugins_when_none_is_installed(run: Run, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("BERG_LOAD_PLUGINS", "")
     status, out, _ = run("plugins")
     assert status == 0
-    assert out.startswith("No berg plugins installed.")
+    assert out.startswith("No berg plugins loaded: BERG_LOAD_PLUGINS is set")
+
+
+def test_berg_dir_after_the_command(run: Run, toy_plugin: ModuleType, tmp_path: Path) -> None:
+    status, _, err = run(
+        "metadata",
+        "toy-synthetic-linear",
+        "--subject",
+        "1",
+        "--berg-dir",
+        str(tmp_path / "nowhere"),
+    )
+    assert status == 1  # reads the given berg_dir, where the file is missing
+    assert str(tmp_path / "nowhere") in err
+
+
+def test_pickled_npy_stimulus_is_a_stimulus_error(
+    run: Run, toy_plugin: ModuleType, tmp_path: Path
+) -> None:
+    stimulus = tmp_path / "objects.npy"
+    np.save(stimulus, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    status, _, err = run(
+        "encode",
+        "toy-synthetic-linear",
+        "--subject",
+        "1",
+        "--stimulus",
+        str(stimulus),
+        "--out",
+        str(tmp_path / "r.h5"),
+    )
+    assert status == 1
+    assert "not a plain numeric .npy array" in err
 
 
 def test_list(run: Run, toy_plugin: ModuleType) -> None:

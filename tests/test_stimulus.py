@@ -160,7 +160,7 @@ def test_channel_last_is_refused_with_the_transpose_hint() -> None:
 def test_one_channel_is_refused() -> None:
     with pytest.raises(StimulusError) as info:
         as_stimulus(np.zeros((2, 1, 8, 8), dtype=np.uint8))
-    assert "has 1 channels (shape (2, 1, 8, 8))" in str(info.value)
+    assert "has 1 channel(s) (shape (2, 1, 8, 8))" in str(info.value)
     assert "expected 3 RGB channels" in str(info.value)
 
 
