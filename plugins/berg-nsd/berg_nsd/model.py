@@ -1,0 +1,170 @@
+"""Loading and running the NSD fsaverage encoding models (imports torch and torchvision).
+
+Pipeline, per batch of images (see :mod:`berg_core.torchkit`): the weights' ImageNet transform
+-> backbone node features flattened and concatenated -> standardise -> PCA -> float32 -> one
+linear regression per hemisphere, all in float32 torch on the model's device.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import torch
+import torchvision
+
+from berg_core import EncodingModel, InvalidParameterError, LoadRequest, ModelLoadError
+from berg_core.torchkit import (
+    FeatureReadoutModel,
+    LinearReadout,
+    NodeFeatureExtractor,
+    Preprocessor,
+    build_seeded,
+    load_pretrained,
+    resolve_device,
+)
+from berg_nsd.cards import N_VERTICES, SPECS, BackboneSpec
+from berg_nsd.files import file_path, load_metadata, load_weights, require, roi_tables
+from berg_nsd.selection import NSDSelection
+
+__all__ = ["NSDEncodingModel", "build_backbone", "load"]
+
+
+def _weights_enum(spec: BackboneSpec) -> Any:
+    enum_name, member = spec.weights.split(".")
+    return getattr(getattr(torchvision.models, enum_name), member)
+
+
+def build_backbone(spec: BackboneSpec) -> torch.nn.Module:
+    """The backbone of *spec* on the CPU, in eval mode.
+
+    Untrained networks are built right after seeding torch's CPU generator with ``spec.seed``
+    (the reference toolkit's weights, identical in every process; the caller's random state is
+    left untouched). Pretrained ones are read from torchvision's cache.
+    """
+    builder = getattr(torchvision.models, spec.builder)
+    if spec.pretrained:
+        return load_pretrained(builder, _weights_enum(spec))
+    assert spec.seed is not None
+    return build_seeded(builder, spec.seed, weights=None)
+
+
+class NSDEncodingModel(FeatureReadoutModel):
+    """A loaded NSD fsaverage model: ``encode`` returns ``(lh, rh)``.
+
+    Columns are the selected fsaverage vertices in ascending order (:meth:`column_indices`).
+    """
+
+    def __init__(self, request: LoadRequest, *, metadata: dict[str, Any] | None, **parts: Any):
+        super().__init__(request, **parts)
+        self._metadata = metadata
+
+    def subject_metadata(self) -> dict[str, Any]:
+        """The subject's metadata dict (``fmri``, ``encoding_models``), read on first use."""
+        if self._metadata is None:
+            self._metadata = load_metadata(self.card, self.request.berg_dir, self.subject)
+        return copy.deepcopy(self._metadata)
+
+    def close(self) -> None:
+        """Free the backbone, the readout weights, cached device memory and the metadata."""
+        self._metadata = None
+        super().close()
+
+
+def _batch_size(request: LoadRequest) -> int | None:
+    value = request.options.get("batch_size")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise InvalidParameterError(
+            f"batch_size = {value!r} is not valid for {request.model_id}; give a positive integer"
+        )
+    return int(value)
+
+
+def load(request: LoadRequest) -> EncodingModel:
+    """Loader registered for every NSD fsaverage model id (called by ``get_encoding_model``).
+
+    Parameters
+    ----------
+    request : LoadRequest
+        Validated by berg: ``subject`` in 1..8, ``selection`` an :class:`NSDSelection`.
+
+    Returns
+    -------
+    NSDEncodingModel
+
+    Raises
+    ------
+    ModelLoadError
+        A weights or metadata file is missing (the message says how to get it), unsafe or
+        malformed, or pretrained backbone weights are missing from torchvision's cache.
+    InvalidParameterError
+        The device is not available, the ROI is not defined for the subject, or ``batch_size``
+        is not a positive integer.
+    """
+    spec = SPECS[request.model_id]
+    card, berg_dir, subject = request.card, request.berg_dir, request.subject
+    assert isinstance(subject, int)
+    batch_size = _batch_size(request)
+    device = resolve_device(request.device)
+    weights_path = require(card, berg_dir, subject, "weights")
+
+    selection = request.selection if request.selection is not None else NSDSelection()
+    assert isinstance(selection, NSDSelection)
+    metadata: dict[str, Any] | None = None
+    if selection.roi is not None:
+        metadata = load_metadata(card, berg_dir, subject)
+        tables = roi_tables(metadata, file_path(card, berg_dir, subject, "metadata"))
+        vertices = selection.vertices(lambda: tables)
+    else:
+        vertices = selection.vertices()
+
+    backbone = build_backbone(spec)
+    transform_weights = _weights_enum(spec)
+    preprocessor = Preprocessor.from_weights(
+        transform_weights, device, channels_last=spec.channels_last
+    )
+    extractor = NodeFeatureExtractor(backbone, spec.nodes, device, channels_last=spec.channels_last)
+    del backbone
+
+    weights = load_weights(card, berg_dir, subject)
+    source = str(weights_path)
+    for hemisphere in ("lh", "rh"):
+        coef = weights[f"{hemisphere}_reg_param"].get("coef_")
+        if getattr(coef, "shape", (None,))[0] != N_VERTICES:
+            raise ModelLoadError(
+                f"{source}: {hemisphere}_reg_param['coef_'] has shape "
+                f"{getattr(coef, 'shape', None)}; expected ({N_VERTICES}, n_components)"
+            )
+    readout = LinearReadout.from_params(
+        weights.pop("scaler_param"),
+        weights.pop("pca_param"),
+        {
+            "lh": (weights.pop("lh_reg_param"), vertices["lh"]),
+            "rh": (weights.pop("rh_reg_param"), vertices["rh"]),
+        },
+        device,
+        source=source,
+    )
+    del weights
+    if readout.feature_dim != extractor.feature_dim:
+        raise ModelLoadError(
+            f"{source}: the weights expect {readout.feature_dim} features but the "
+            f"{spec.builder} backbone gives {extractor.feature_dim} (nodes {', '.join(spec.nodes)})"
+        )
+    columns = {
+        hemisphere: np.arange(N_VERTICES, dtype=np.int64) if index is None else index
+        for hemisphere, index in vertices.items()
+    }
+    return NSDEncodingModel(
+        request,
+        metadata=metadata,
+        preprocessor=preprocessor,
+        extractor=extractor,
+        readout=readout,
+        device=device,
+        columns=columns,
+        batch_size=batch_size,
+    )

@@ -1,0 +1,139 @@
+"""Which vertices an NSD fsaverage model computes: the ``selection`` schema (no torch here)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any
+
+import numpy as np
+from pydantic import BeforeValidator, model_validator
+
+from berg_core import InvalidParameterError, ModelLoadError, SelectionSchema
+from berg_core.schemas import binary_mask, one_of
+from berg_nsd.cards import N_VERTICES
+
+__all__ = ["ROIS", "ROI_ALIASES", "NSDSelection"]
+
+#: ROI names of the metadata files (``metadata['fmri']['{lh,rh}_fsaverage_rois']``).
+ROIS = (
+    "V1v",
+    "V1d",
+    "V2v",
+    "V2d",
+    "V3v",
+    "V3d",
+    "hV4",
+    "EBA",
+    "FBA-1",
+    "FBA-2",
+    "mTL-bodies",
+    "OFA",
+    "FFA-1",
+    "FFA-2",
+    "mTL-faces",
+    "aTL-faces",
+    "OPA",
+    "PPA",
+    "RSC",
+    "OWFA",
+    "VWFA-1",
+    "VWFA-2",
+    "mfs-words",
+    "mTL-words",
+    "early",
+    "midventral",
+    "midlateral",
+    "midparietal",
+    "ventral",
+    "lateral",
+    "parietal",
+    "nsdgeneral",
+)
+#: Spellings accepted for compatibility: the reference card lists "OVWFA" for "OWFA".
+ROI_ALIASES = {"OVWFA": "OWFA"}
+
+
+def _optional(annotated: Any) -> Any:
+    """``annotated`` (an ``Annotated[T, BeforeValidator(check)]``), also accepting ``None``."""
+    check = annotated.__metadata__[0].func
+    inner = annotated.__origin__
+    return Annotated[inner | None, BeforeValidator(lambda v: None if v is None else check(v))]
+
+
+class NSDSelection(SelectionSchema):
+    """Selection of fsaverage vertices.
+
+    Give at most one of:
+
+    * ``roi`` - an ROI name (both hemispheres' vertices of that ROI for the subject; an ROI that
+      is empty in one hemisphere gives an ``(N, 0)`` array there). ``"OVWFA"`` is accepted for
+      ``"OWFA"``;
+    * ``lh_vertices`` and/or ``rh_vertices`` - 0/1 masks of length 163,842 (list or array). A
+      hemisphere without a mask keeps all its vertices.
+
+    ``roi`` together with a mask is an error (the reference silently ignored the masks).
+    Without a selection all 163,842 vertices of each hemisphere are computed.
+    """
+
+    roi: _optional(one_of(ROIS, what="an ROI", aliases=ROI_ALIASES)) = None
+    lh_vertices: _optional(binary_mask(N_VERTICES)) = None
+    rh_vertices: _optional(binary_mask(N_VERTICES)) = None
+
+    @model_validator(mode="after")
+    def _roi_or_masks(self) -> NSDSelection:
+        masks = [k for k in ("lh_vertices", "rh_vertices") if getattr(self, k) is not None]
+        if self.roi is not None and masks:
+            raise ValueError(
+                f"give either 'roi' or vertex masks, not both: roi={self.roi!r} was given "
+                f"together with {' and '.join(masks)}"
+            )
+        return self
+
+    def vertices(
+        self, rois: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None
+    ) -> dict[str, np.ndarray | None]:
+        """Selected vertex indices of each hemisphere, ascending (``None`` = all vertices).
+
+        Parameters
+        ----------
+        rois : callable, optional
+            Returns ``{"lh": {roi: indices}, "rh": {roi: indices}}`` (from the subject's
+            metadata); called only when ``roi`` is set.
+
+        Returns
+        -------
+        dict
+            ``{"lh": indices or None, "rh": indices or None}``, int64 arrays.
+
+        Raises
+        ------
+        InvalidParameterError
+            If the subject's metadata does not define the ROI.
+        ModelLoadError
+            If the metadata's indices are out of range.
+        """
+        if self.roi is None:
+            return {
+                "lh": None if self.lh_vertices is None else np.flatnonzero(self.lh_vertices),
+                "rh": None if self.rh_vertices is None else np.flatnonzero(self.rh_vertices),
+            }
+        if rois is None:
+            raise ValueError("an ROI selection needs the subject's ROI definitions")
+        definitions = rois()
+        result: dict[str, np.ndarray | None] = {}
+        for hemisphere in ("lh", "rh"):
+            table = definitions[hemisphere]
+            if self.roi not in table:
+                known = ", ".join(str(name) for name in table)
+                raise InvalidParameterError(
+                    f"selection['roi'] = {self.roi!r} is not defined for this subject "
+                    f"({hemisphere}); ROIs in its metadata: {known}"
+                )
+            indices = np.unique(np.asarray(table[self.roi], dtype=np.int64).ravel())
+            if indices.size and (indices[0] < 0 or indices[-1] >= N_VERTICES):
+                raise ModelLoadError(
+                    f"the subject's metadata defines ROI {self.roi!r} ({hemisphere}) with vertex "
+                    f"indices outside 0..{N_VERTICES - 1}: the file is corrupt"
+                )
+            result[hemisphere] = indices
+        return result
