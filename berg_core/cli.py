@@ -142,7 +142,26 @@ def _parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="say what would be downloaded, download nothing"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars or messages")
+    _add_plugin_commands(sub, common)
     return parser
+
+
+def _add_plugin_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Add the subcommands plugins registered (``berg train nsd``, ``berg maps`` ...)."""
+    from berg_core.registry import get_registry, resolve_import_path
+
+    groups: dict[str, Any] = {}
+    for words, command in sorted(get_registry().commands.items()):
+        if len(words) == 1:
+            parser = sub.add_parser(words[0], parents=[common], help=command.help)
+        else:
+            if words[0] not in groups:
+                group = sub.add_parser(words[0], help=f"{words[0]} commands of installed plugins")
+                groups[words[0]] = group.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
+            parser = groups[words[0]].add_parser(words[1], parents=[common], help=command.help)
+        label = f"configure of 'berg {' '.join(words)}'"
+        resolve_import_path(command.configure, label)(parser)
+        parser.set_defaults(plugin_command=command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -158,6 +177,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        command = getattr(args, "plugin_command", None)
+        if command is not None:
+            from berg_core.registry import resolve_import_path
+
+            run = resolve_import_path(command.run, f"run of 'berg {' '.join(command.words)}'")
+            return int(run(args) or 0)
+        if args.command not in _COMMANDS:  # a command group given without its subcommand
+            parser.parse_args([args.command, "--help"])
         return _COMMANDS[args.command](args)
     except BergError as exc:
         print(f"berg: error: {exc}", file=sys.stderr)

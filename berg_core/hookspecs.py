@@ -121,3 +121,31 @@ def register_model_families(register: Callable[..., None]) -> None:
     -------
     None
     """
+
+
+@hookspec
+def register_commands(register: Callable[..., None]) -> None:
+    """Add subcommands to the ``berg`` command line.
+
+    Parameters
+    ----------
+    register : callable
+        ``register(name, help, configure, run)``:
+
+        * ``name`` - the command words, e.g. ``"maps"`` or ``"train nsd"`` (a two-word name
+          creates or joins the group ``berg train``). Built-in commands (``plugins``, ``list``,
+          ``describe``, ``metadata``, ``encode``, ``fetch``) cannot be replaced; a name registered
+          twice is an error naming both plugins, and the command is left out.
+        * ``help`` - one line for ``berg --help``.
+        * ``configure`` - callable (or import path) ``configure(parser)`` adding arguments to an
+          :class:`argparse.ArgumentParser`. It runs whenever the command line is parsed, so it must
+          be cheap and import nothing heavy.
+        * ``run`` - callable (or import path) ``run(args) -> int`` returning the exit status. It
+          may import heavy libraries. :class:`berg_core.BergError` raised from it is printed as
+          ``berg: error: ...`` with exit status 1. ``args.berg_dir`` holds ``--berg-dir`` (or
+          ``None``).
+
+    Returns
+    -------
+    None
+    """

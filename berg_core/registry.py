@@ -101,6 +101,22 @@ class _Staged:
     schemas: list[tuple[str, Any]] = field(default_factory=list)
     metadata: list[tuple[str, Any]] = field(default_factory=list)
     families: list[tuple[str, str, Any]] = field(default_factory=list)
+    commands: list[CommandEntry] = field(default_factory=list)
+
+
+@dataclass
+class CommandEntry:
+    """A ``berg`` subcommand contributed by a plugin (see ``register_commands``)."""
+
+    words: tuple[str, ...]
+    help: str
+    configure: str | Callable[[Any], None]
+    run: str | Callable[[Any], int]
+    plugin: PluginInfo | None = None
+
+
+#: Commands of the core itself; plugins cannot take these names.
+BUILTIN_COMMANDS = ("plugins", "list", "describe", "metadata", "encode", "fetch")
 
 
 class Registry:
@@ -119,6 +135,7 @@ class Registry:
         self.models: dict[str, ModelEntry] = {}
         self.conflicts: dict[str, list[str]] = {}
         self.families: dict[str, FamilyEntry] = {}
+        self.commands: dict[tuple[str, ...], CommandEntry] = {}
         by_name = {info.name: info for info in plugins}
         staged: dict[str, _Staged] = {}
         for info in plugins:
@@ -151,6 +168,14 @@ class Registry:
         def register_metadata(model_id: str, loader: Any) -> None:
             stage.metadata.append((model_id, loader))
 
+        def register_command(name: str, help: str, configure: Any, run: Any) -> None:
+            words = tuple(str(name).split())
+            if not 1 <= len(words) <= 2 or not all(w.replace("-", "").isalnum() for w in words):
+                raise PluginError(f"command name {name!r} must be one or two words")
+            if words[0] in BUILTIN_COMMANDS:
+                raise PluginError(f"command {name!r} would replace the built-in 'berg {words[0]}'")
+            stage.commands.append(CommandEntry(words, str(help), configure, run, info))
+
         def register_family(gateway_id: str, prefix: str, lister: Any) -> None:
             if not prefix or not isinstance(prefix, str):
                 raise PluginError(f"family {gateway_id!r}: prefix must be a non-empty string")
@@ -161,6 +186,7 @@ class Registry:
             "register_selection_schemas": register_schema,
             "register_metadata_loaders": register_metadata,
             "register_model_families": register_family,
+            "register_commands": register_command,
         }
         try:
             for hook_name, callback in callbacks.items():
@@ -214,6 +240,18 @@ class Registry:
         for model_id, loader in stage.metadata:
             if (entry := entry_for(model_id, "a metadata loader")) is not None:
                 entry.metadata_loader = loader
+        for command in stage.commands:
+            other = self.commands.get(command.words)
+            if other is not None:
+                del self.commands[command.words]
+                warnings.warn(
+                    f"berg: command 'berg {' '.join(command.words)}' is registered by both "
+                    f"{other.plugin.label if other.plugin else '?'} and {info.label}; left out",
+                    RuntimeWarning,
+                    stacklevel=5,
+                )
+                continue
+            self.commands[command.words] = command
         for gateway_id, prefix, lister in stage.families:
             if entry_for(gateway_id, "a model family") is not None:
                 self.families[prefix] = FamilyEntry(gateway_id, prefix, lister, info)
