@@ -5,11 +5,10 @@ Session-scoped so that each backbone is built, and each berg_dir written, once p
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import os
+import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,54 +16,23 @@ import numpy as np
 import pytest
 import torch
 import torchvision
-from nsd_reference import ALEXNET_NODES, VIT_NODES, ReferencePipeline, write_model_files
+
+# The helpers next to this file are imported by name, whatever pytest's import mode.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from nsd_reference import (
+    ALEXNET,
+    ALEXNET_NODES,
+    SUBJECT,
+    UNTRAINED,
+    VIT,
+    VIT_NODES,
+    Model,
+    ReferencePipeline,
+    write_model_files,
+)
 
 from berg_core import BERG, registry
-
-UNTRAINED = "fmri-nsd_fsaverage-alexnet_untrained"
-ALEXNET = "fmri-nsd_fsaverage-alexnet"
-VIT = "fmri-nsd_fsaverage-vit_b_32"
-SUBJECT = 1
-
-
-def assert_float32_close(actual: np.ndarray, expected: np.ndarray) -> None:
-    """Equal up to float32 rounding of the (long) sums involved, relative to the response scale."""
-    assert actual.dtype == np.float32
-    assert actual.shape == expected.shape
-    if expected.size == 0:
-        return
-    scale = max(1.0, float(np.abs(expected).max()))
-    np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5 * scale)
-
-
-@dataclass
-class Model:
-    """Everything a test needs about one model written into the berg_dir."""
-
-    model_id: str
-    folder: str
-    weights: dict[str, Any]
-    metadata: dict[str, Any]
-    pipeline: ReferencePipeline
-    _features: dict[str, np.ndarray] = field(default_factory=dict)
-
-    def features(self, stimulus: np.ndarray) -> np.ndarray:
-        """Reference features of *stimulus* (cached by content)."""
-        digest = hashlib.sha1(np.ascontiguousarray(stimulus).tobytes()).hexdigest()
-        key = f"{stimulus.shape}{stimulus.dtype}{digest}"
-        if key not in self._features:
-            self._features[key] = self.pipeline.features(stimulus)
-        return self._features[key]
-
-    def responses(
-        self, stimulus: np.ndarray, lh: Any = None, rh: Any = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Reference responses of *stimulus*, vertices ``lh``/``rh`` (``None`` = all)."""
-        return ReferencePipeline.readout(self.features(stimulus), self.weights, lh, rh)
-
-    def rois(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        fmri = self.metadata["fmri"]
-        return fmri["lh_fsaverage_rois"][name], fmri["rh_fsaverage_rois"][name]
 
 
 def _installed() -> bool:

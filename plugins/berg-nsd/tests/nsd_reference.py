@@ -13,11 +13,17 @@ the standard memory format, ``torch.hstack`` of flattened nodes, and scikit-lear
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+UNTRAINED = "fmri-nsd_fsaverage-alexnet_untrained"
+ALEXNET = "fmri-nsd_fsaverage-alexnet"
+VIT = "fmri-nsd_fsaverage-vit_b_32"
+SUBJECT = 1
 N_VERTICES = 163_842
 ROOT = "encoding_models/modality-fmri/train_dataset-nsd_fsaverage"
 ALEXNET_NODES = [
@@ -206,3 +212,43 @@ class ReferencePipeline:
             reg.n_features_in_ = params["n_features_in_"]
             outputs.append(reg.predict(projected).astype(np.float32))
         return outputs[0], outputs[1]
+
+
+def assert_float32_close(actual: np.ndarray, expected: np.ndarray) -> None:
+    """Equal up to float32 rounding of the (long) sums involved, relative to the response scale."""
+    assert actual.dtype == np.float32
+    assert actual.shape == expected.shape
+    if expected.size == 0:
+        return
+    scale = max(1.0, float(np.abs(expected).max()))
+    np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5 * scale)
+
+
+@dataclass
+class Model:
+    """Everything a test needs about one model written into the berg_dir."""
+
+    model_id: str
+    folder: str
+    weights: dict[str, Any]
+    metadata: dict[str, Any]
+    pipeline: ReferencePipeline
+    _features: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def features(self, stimulus: np.ndarray) -> np.ndarray:
+        """Reference features of *stimulus* (cached by content)."""
+        digest = hashlib.sha1(np.ascontiguousarray(stimulus).tobytes()).hexdigest()
+        key = f"{stimulus.shape}{stimulus.dtype}{digest}"
+        if key not in self._features:
+            self._features[key] = self.pipeline.features(stimulus)
+        return self._features[key]
+
+    def responses(
+        self, stimulus: np.ndarray, lh: Any = None, rh: Any = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Reference responses of *stimulus*, vertices ``lh``/``rh`` (``None`` = all)."""
+        return ReferencePipeline.readout(self.features(stimulus), self.weights, lh, rh)
+
+    def rois(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        fmri = self.metadata["fmri"]
+        return fmri["lh_fsaverage_rois"][name], fmri["rh_fsaverage_rois"][name]

@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import UNTRAINED, Model, assert_float32_close
+from nsd_reference import UNTRAINED, Model, assert_float32_close
 
 from berg_core import BERG, InvalidParameterError
 from berg_core.output import encode_to_hdf5

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ALEXNET, UNTRAINED, VIT, Model
-from nsd_reference import ROI_SIZES, metadata_path, weights_path
+from nsd_reference import ALEXNET, ROI_SIZES, UNTRAINED, VIT, Model, metadata_path, weights_path
 
 from berg_core import BERG, InvalidParameterError, ModelLoadError
 
