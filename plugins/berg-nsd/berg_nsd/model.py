@@ -54,9 +54,21 @@ class NSDEncodingModel(FeatureReadoutModel):
     """A loaded NSD fsaverage model: ``encode`` returns ``(lh, rh)``.
 
     Columns are the selected fsaverage vertices in ascending order (:meth:`column_indices`).
+
+    Parameters
+    ----------
+    request : LoadRequest
+        What was asked for.
+    metadata : dict or None
+        The subject's metadata if already read (for an ROI selection); read lazily otherwise.
+    **parts
+        ``preprocessor``, ``extractor``, ``readout``, ``device``, ``columns``, ``batch_size``, as
+        for :class:`berg_core.torchkit.FeatureReadoutModel`.
     """
 
-    def __init__(self, request: LoadRequest, *, metadata: dict[str, Any] | None, **parts: Any):
+    def __init__(
+        self, request: LoadRequest, *, metadata: dict[str, Any] | None, **parts: Any
+    ) -> None:
         super().__init__(request, **parts)
         self._metadata = metadata
 

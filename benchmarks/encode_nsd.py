@@ -1,0 +1,377 @@
+"""Benchmark: berg-nsd against a naive reference-style pipeline, in the same run.
+
+Writes a full-size berg_dir for ``fmri-nsd_fsaverage-alexnet_untrained`` subject 1 into a
+temporary folder (random float32 weights in the reference layout: 250 PCA components, D = 205,672
+features, 163,842 vertices per hemisphere; about 0.55 GB) and a random uint8 stimulus, then runs
+each pipeline in its own fresh subprocess so that their peak memory cannot mix:
+
+* ``berg`` - ``BERG(berg_dir).get_encoding_model(...)`` + ``BERG.encode`` (batched
+  preprocessing, channels-last backbone, torch float32 readout, preallocated outputs);
+* ``berg-hdf5`` - the same model streamed to an HDF5 file with ``encode_to_hdf5`` (what
+  ``berg encode`` does), so responses never accumulate in memory;
+* ``naive`` - what the reference toolkit does: ``np.load(allow_pickle=True)``, scikit-learn
+  ``StandardScaler``/``PCA``/``LinearRegression`` objects, the transform applied to the whole
+  stimulus at once, batches of 100 through ``create_feature_extractor`` under ``torch.no_grad``,
+  outputs grown with ``np.append``.
+
+Each subprocess reports the time to load the model, the time to encode, and its peak resident
+memory (``ru_maxrss``, which includes the Python interpreter, torch, the stimulus, the weights and
+the outputs). The parent checks that the pipelines agree (to float32 precision) on a subsample of
+the responses and prints throughput and peak-memory ratios.
+
+Usage::
+
+    python benchmarks/encode_nsd.py                    # 500 images, CPU
+    python benchmarks/encode_nsd.py --images 200 --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+MODEL_ID = "fmri-nsd_fsaverage-alexnet_untrained"
+FOLDER = "encoding_models/modality-fmri/train_dataset-nsd_fsaverage/model-alexnet_untrained"
+N_VERTICES = 163_842
+FEATURE_DIM = 205_672
+NODES = [
+    "features.2",
+    "features.5",
+    "features.7",
+    "features.9",
+    "features.12",
+    "classifier.2",
+    "classifier.5",
+    "classifier.6",
+]
+COMPARED = np.arange(0, N_VERTICES, 97)  # columns compared between pipelines
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process in MiB (``ru_maxrss`` is KiB on Linux)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024 if sys.platform != "darwin" else peak / 2**20
+
+
+def current_rss_mb() -> float:
+    """Current resident set size of this process in MiB (Linux; else the peak)."""
+    try:
+        with open("/proc/self/statm") as stream:
+            pages = int(stream.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return peak_rss_mb()
+
+
+# -- data -------------------------------------------------------------------------------------
+def write_data(workdir: Path, n_images: int, components: int, seed: int = 0) -> None:
+    """Write the berg_dir (weights + metadata of subject 1) and the stimulus into *workdir*."""
+    rng = np.random.default_rng(seed)
+    f32 = np.float32
+    scale = rng.uniform(0.5, 2.0, FEATURE_DIM).astype(f32)
+    weights = {
+        "scaler_param": {
+            "scale_": scale,
+            "mean_": rng.uniform(0.0, 0.1, FEATURE_DIM).astype(f32),
+            "var_": scale**2,
+            "n_features_in_": FEATURE_DIM,
+            "n_samples_seen_": 9000,
+        },
+        "pca_param": {
+            "components_": rng.standard_normal((components, FEATURE_DIM), dtype=f32)
+            / np.sqrt(f32(FEATURE_DIM)),
+            "explained_variance_": np.linspace(100, 1, components, dtype=f32),
+            "explained_variance_ratio_": np.linspace(0.1, 0.001, components, dtype=f32),
+            "singular_values_": np.linspace(900, 90, components, dtype=f32),
+            "mean_": rng.standard_normal(FEATURE_DIM, dtype=f32) * f32(0.01),
+            "n_components_": components,
+            "n_samples_": 9000,
+            "noise_variance_": f32(0.5),
+            "n_features_in_": FEATURE_DIM,
+        },
+    }
+    for hemisphere in ("lh", "rh"):
+        weights[f"{hemisphere}_reg_param"] = {
+            "coef_": rng.standard_normal((N_VERTICES, components), dtype=f32)
+            / np.sqrt(f32(components)),
+            "intercept_": rng.standard_normal(N_VERTICES, dtype=f32) * f32(0.1),
+            "n_features_in_": components,
+        }
+    path = workdir / "berg_dir" / FOLDER / "encoding_models_weights" / "weights_subject-01.npy"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, weights, allow_pickle=True)
+    del weights
+    rois = {"V1v": np.arange(0, 710, dtype=np.int64), "FBA-2": np.zeros(0, dtype=np.int64)}
+    metadata = {
+        "fmri": {
+            "lh_ncsnr": np.ones(N_VERTICES, f32),
+            "rh_ncsnr": np.ones(N_VERTICES, f32),
+            "lh_fsaverage_rois": rois,
+            "rh_fsaverage_rois": rois,
+        },
+        "encoding_models": {"train_img_num": np.arange(9000)},
+    }
+    meta_path = workdir / "berg_dir" / FOLDER / "metadata" / "metadata_subject-01.npy"
+    meta_path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(meta_path, metadata, allow_pickle=True)
+    stimulus = rng.integers(0, 256, (n_images, 3, 256, 256), dtype=np.uint8)
+    np.save(workdir / "stimulus.npy", stimulus)
+
+
+# -- pipelines (each runs in its own subprocess) ----------------------------------------------
+def run_berg(workdir: Path, device: str, batch_size: int | None, hdf5: bool) -> dict:
+    from berg_core import BERG
+
+    stimulus = np.load(workdir / "stimulus.npy")
+    baseline = current_rss_mb()
+    berg = BERG(workdir / "berg_dir")
+    start = time.perf_counter()
+    model = berg.get_encoding_model(MODEL_ID, subject=1, device=device)
+    if batch_size:
+        model.batch_size = batch_size
+    loaded = time.perf_counter()
+    load_peak = peak_rss_mb()
+    if hdf5:
+        import h5py
+
+        from berg_core.output import encode_to_hdf5
+        from berg_core.stimulus import as_stimulus
+
+        out = workdir / "berg.h5"
+        encode_to_hdf5(model, as_stimulus(stimulus), out, force=True, show_progress=False)
+        done = time.perf_counter()
+        peak = peak_rss_mb()  # before reading anything back
+        with h5py.File(out, "r") as h5:  # read back only the compared columns
+            lh, rh = (h5[name][:, COMPARED] for name in ("lh", "rh"))
+        result = _report(workdir, "berg-hdf5", lh, rh, baseline, load_peak, start, loaded, done)
+        result["peak_rss_mb"] = peak
+        return result
+    lh, rh = berg.encode(model, stimulus, show_progress=False)
+    done = time.perf_counter()
+    return _report(workdir, "berg", lh, rh, baseline, load_peak, start, loaded, done)
+
+
+def run_naive(workdir: Path, device: str) -> dict:
+    import torch
+    import torchvision
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import LinearRegression
+    from sklearn.preprocessing import StandardScaler
+    from torchvision.models.feature_extraction import create_feature_extractor
+
+    stimulus = np.load(workdir / "stimulus.npy")
+    baseline = current_rss_mb()
+    start = time.perf_counter()
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    torch.manual_seed(20200220)
+    backbone = torchvision.models.alexnet(weights=None)
+    extractor = create_feature_extractor(backbone, return_nodes=NODES).to(dev).eval()
+    transform = torchvision.models.AlexNet_Weights.IMAGENET1K_V1.transforms()
+    path = workdir / "berg_dir" / FOLDER / "encoding_models_weights" / "weights_subject-01.npy"
+    weights = np.load(path, allow_pickle=True).item()
+    scaler = StandardScaler()
+    for key, value in weights["scaler_param"].items():
+        setattr(scaler, key, value)
+    pca = PCA(n_components=weights["pca_param"]["n_components_"], random_state=20200220)
+    for key, value in weights["pca_param"].items():
+        setattr(pca, key, value)
+    regressions = []
+    for hemisphere in ("lh", "rh"):
+        reg = LinearRegression()
+        params = weights[f"{hemisphere}_reg_param"]
+        vertices = np.arange(N_VERTICES)
+        reg.coef_ = params["coef_"][vertices]
+        reg.intercept_ = params["intercept_"][vertices]
+        reg.n_features_in_ = params["n_features_in_"]
+        regressions.append(reg)
+    del weights
+    loaded = time.perf_counter()
+    load_peak = peak_rss_mb()
+    images = transform(torch.from_numpy(stimulus))
+    lh = rh = None
+    for first in range(0, len(images), 100):
+        with torch.no_grad():
+            outputs = extractor(images[first : first + 100].to(dev))
+        features = torch.hstack([torch.flatten(v, start_dim=1) for v in outputs.values()])
+        features = features.cpu().numpy()
+        projected = pca.transform(scaler.transform(features)).astype(np.float32)
+        lh_batch = regressions[0].predict(projected).astype(np.float32)
+        rh_batch = regressions[1].predict(projected).astype(np.float32)
+        lh = lh_batch if lh is None else np.append(lh, lh_batch, 0)
+        rh = rh_batch if rh is None else np.append(rh, rh_batch, 0)
+    done = time.perf_counter()
+    return _report(workdir, "naive", lh, rh, baseline, load_peak, start, loaded, done)
+
+
+def _report(
+    workdir: Path,
+    name: str,
+    lh: np.ndarray,
+    rh: np.ndarray,
+    baseline: float,
+    load_peak: float,
+    start: float,
+    loaded: float,
+    done: float,
+) -> dict:
+    peak = peak_rss_mb()
+    if lh.shape[1] == N_VERTICES:
+        lh, rh = lh[:, COMPARED], rh[:, COMPARED]
+    np.save(workdir / f"{name}_lh.npy", lh)
+    np.save(workdir / f"{name}_rh.npy", rh)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "pipeline": name,
+        "images": int(lh.shape[0]),
+        "load_s": loaded - start,
+        "encode_s": done - loaded,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+        "baseline_rss_mb": baseline,
+        "load_peak_rss_mb": load_peak,
+        "peak_rss_mb": peak,
+    }
+
+
+# -- driver -----------------------------------------------------------------------------------
+def _child(args: argparse.Namespace) -> int:
+    # Both pipelines need torch and torchvision: import them before any clock or baseline.
+    import torch
+    import torchvision  # noqa: F401
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.run == "naive":
+        result = run_naive(args.workdir, args.device)
+    else:
+        result = run_berg(args.workdir, args.device, args.batch_size, args.run == "berg-hdf5")
+    result["torch_threads"] = torch.get_num_threads()
+    print("RESULT " + json.dumps(result))
+    return 0
+
+
+def _spawn(args: argparse.Namespace, pipeline: str) -> dict:
+    command = [sys.executable, __file__, "--run", pipeline, "--workdir", str(args.workdir)]
+    command += ["--device", args.device]
+    if args.batch_size:
+        command += ["--batch-size", str(args.batch_size)]
+    if args.threads:
+        command += ["--threads", str(args.threads)]
+    proc = subprocess.run(command, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stdout + proc.stderr)
+        raise SystemExit(f"pipeline {pipeline} failed (exit {proc.returncode})")
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT "))
+    return json.loads(line[len("RESULT ") :])
+
+
+def _summary(runs: list[dict]) -> dict:
+    """Best throughput (the least disturbed run) and median peak memory over repeated runs."""
+    best = min(runs, key=lambda r: r["encode_s"])
+    return {
+        "images": best["images"],
+        "encode_s": best["encode_s"],
+        "load_s": best["load_s"],
+        "images_per_s": best["images"] / best["encode_s"],
+        "images_per_s_with_load": best["images"] / (best["encode_s"] + best["load_s"]),
+        "peak_rss_mb": float(np.median([r["peak_rss_mb"] for r in runs])),
+        "above_baseline_mb": float(
+            np.median([r["peak_rss_mb"] - r["baseline_rss_mb"] for r in runs])
+        ),
+        "baseline_rss_mb": float(np.median([r["baseline_rss_mb"] for r in runs])),
+        "load_peak_rss_mb": float(np.median([r["load_peak_rss_mb"] for r in runs])),
+        "encode_s_all": [round(r["encode_s"], 2) for r in runs],
+        "torch_threads": best["torch_threads"],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; see the module docstring."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=500, help="number of images (500)")
+    parser.add_argument("--components", type=int, default=250, help="PCA components (250)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (cpu)")
+    parser.add_argument("--batch-size", type=int, help="berg's batch size (default: berg's)")
+    parser.add_argument("--threads", type=int, help="torch threads in every pipeline")
+    parser.add_argument("--repeat", type=int, default=3, help="interleaved rounds (3)")
+    parser.add_argument(
+        "--pipelines",
+        default="naive,berg,berg-hdf5",
+        help="comma-separated subset of naive,berg,berg-hdf5",
+    )
+    parser.add_argument("--workdir", type=Path, help="keep (and reuse) the data in this folder")
+    parser.add_argument("--json", type=Path, help="also write the results to this file")
+    parser.add_argument("--run", choices=["naive", "berg", "berg-hdf5"], help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.run:
+        return _child(args)
+
+    pipelines = args.pipelines.split(",")
+    with tempfile.TemporaryDirectory(prefix="berg-bench-") as tmp:
+        if args.workdir is None:
+            args.workdir = Path(tmp)
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        stimulus_file = args.workdir / "stimulus.npy"
+        if not stimulus_file.is_file() or np.load(stimulus_file, mmap_mode="r").shape[0] != (
+            args.images
+        ):
+            start = time.perf_counter()
+            write_data(args.workdir, args.images, args.components)
+            took = time.perf_counter() - start
+            print(f"wrote {args.images} images and a full-size berg_dir in {took:.1f} s")
+        size = sum(p.stat().st_size for p in (args.workdir / "berg_dir").rglob("*.npy"))
+        print(
+            f"berg_dir {size / 1e9:.2f} GB, {args.images} images 3x256x256 uint8, device "
+            f"{args.device}, {os.cpu_count()} CPU cores; each pipeline in its own process, "
+            f"{args.repeat} interleaved rounds"
+        )
+        runs: dict[str, list[dict]] = {name: [] for name in pipelines}
+        for _ in range(args.repeat):
+            for name in pipelines:
+                runs[name].append(_spawn(args, name))
+        results = {name: _summary(r) for name, r in runs.items()}
+        for name, r in results.items():
+            print(
+                f"{name:>10}: {r['images_per_s']:6.1f} img/s (encode {r['encode_s']:.2f} s, runs "
+                f"{r['encode_s_all']}; with load {r['images_per_s_with_load']:.1f} img/s)  "
+                f"peak RSS {r['peak_rss_mb']:.0f} MiB = {r['baseline_rss_mb']:.0f} after imports "
+                f"and stimulus + {r['above_baseline_mb']:.0f} (after load "
+                f"{r['load_peak_rss_mb']:.0f})  threads {r['torch_threads']}"
+            )
+        if "naive" in results:
+            naive = results["naive"]
+            ref_lh = np.load(args.workdir / "naive_lh.npy")
+            ref_rh = np.load(args.workdir / "naive_rh.npy")
+            scale = max(np.abs(ref_lh).max(), np.abs(ref_rh).max())
+            for name, r in results.items():
+                if name == "naive":
+                    continue
+                lh = np.load(args.workdir / f"{name}_lh.npy")
+                rh = np.load(args.workdir / f"{name}_rh.npy")
+                diff = max(np.abs(lh - ref_lh).max(), np.abs(rh - ref_rh).max())
+                speed = r["images_per_s"] / naive["images_per_s"]
+                speed_load = r["images_per_s_with_load"] / naive["images_per_s_with_load"]
+                memory = r["peak_rss_mb"] / naive["peak_rss_mb"]
+                own = r["above_baseline_mb"] / naive["above_baseline_mb"]
+                print(
+                    f"{name} / naive: throughput x{speed:.2f} (x{speed_load:.2f} with load), "
+                    f"peak memory x{memory:.2f} (x{own:.2f} above the import baseline); "
+                    f"max |difference| {diff:.1e} for responses up to {scale:.2f}"
+                )
+        if args.json:
+            args.json.write_text(json.dumps({"args": vars(args), "results": results}, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
