@@ -14,7 +14,13 @@ import numpy as np
 import torch
 import torchvision
 
-from berg_core import EncodingModel, InvalidParameterError, LoadRequest, ModelLoadError
+from berg_core import (
+    EncodingModel,
+    InvalidParameterError,
+    LoadRequest,
+    ModelLoadError,
+    OutputWriter,
+)
 from berg_core.torchkit import (
     FeatureReadoutModel,
     LinearReadout,
@@ -77,6 +83,24 @@ class NSDEncodingModel(FeatureReadoutModel):
         if self._metadata is None:
             self._metadata = load_metadata(self.card, self.request.berg_dir, self.subject)
         return copy.deepcopy(self._metadata)
+
+    def output_writers(self) -> dict[str, OutputWriter]:
+        """``.func.gii``: fsaverage GIFTI, one file per hemisphere, one data array per stimulus."""
+        from berg_nsd.gifti import gifti_paths, write_gifti
+
+        columns = self.column_indices()
+
+        def write(responses: tuple[np.ndarray, ...], path: Any, reference: Any = None) -> list[Any]:
+            if reference is not None:
+                raise InvalidParameterError(
+                    "--reference-image is for volumetric output; fsaverage GIFTI needs none"
+                )
+            return write_gifti((responses[0], responses[1]), columns, path)
+
+        writer = OutputWriter(
+            "fsaverage GIFTI, <name>_hemi-L.func.gii and <name>_hemi-R.func.gii", gifti_paths, write
+        )
+        return {".func.gii": writer}
 
     def close(self) -> None:
         """Free the backbone, the readout weights, cached device memory and the metadata."""
