@@ -30,14 +30,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from harness import (
+    compare_pipelines,
+    current_rss_mb,
+    peak_rss_mb,
+    print_result,
+    report,
+    synthetic_readout,
+    synthetic_regression,
+)
 
 MODEL_ID = "fmri-nsd_fsaverage-alexnet_untrained"
 FOLDER = "encoding_models/modality-fmri/train_dataset-nsd_fsaverage/model-alexnet_untrained"
@@ -56,56 +63,14 @@ NODES = [
 COMPARED = np.arange(0, N_VERTICES, 97)  # columns compared between pipelines
 
 
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process in MiB (``ru_maxrss`` is KiB on Linux)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 1024 if sys.platform != "darwin" else peak / 2**20
-
-
-def current_rss_mb() -> float:
-    """Current resident set size of this process in MiB (Linux; else the peak)."""
-    try:
-        with open("/proc/self/statm") as stream:
-            pages = int(stream.read().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except OSError:
-        return peak_rss_mb()
-
-
 # -- data -------------------------------------------------------------------------------------
 def write_data(workdir: Path, n_images: int, components: int, seed: int = 0) -> None:
     """Write the berg_dir (weights + metadata of subject 1) and the stimulus into *workdir*."""
     rng = np.random.default_rng(seed)
     f32 = np.float32
-    scale = rng.uniform(0.5, 2.0, FEATURE_DIM).astype(f32)
-    weights = {
-        "scaler_param": {
-            "scale_": scale,
-            "mean_": rng.uniform(0.0, 0.1, FEATURE_DIM).astype(f32),
-            "var_": scale**2,
-            "n_features_in_": FEATURE_DIM,
-            "n_samples_seen_": 9000,
-        },
-        "pca_param": {
-            "components_": rng.standard_normal((components, FEATURE_DIM), dtype=f32)
-            / np.sqrt(f32(FEATURE_DIM)),
-            "explained_variance_": np.linspace(100, 1, components, dtype=f32),
-            "explained_variance_ratio_": np.linspace(0.1, 0.001, components, dtype=f32),
-            "singular_values_": np.linspace(900, 90, components, dtype=f32),
-            "mean_": rng.standard_normal(FEATURE_DIM, dtype=f32) * f32(0.01),
-            "n_components_": components,
-            "n_samples_": 9000,
-            "noise_variance_": f32(0.5),
-            "n_features_in_": FEATURE_DIM,
-        },
-    }
+    weights = synthetic_readout(rng, FEATURE_DIM, components, n_samples=9000)
     for hemisphere in ("lh", "rh"):
-        weights[f"{hemisphere}_reg_param"] = {
-            "coef_": rng.standard_normal((N_VERTICES, components), dtype=f32)
-            / np.sqrt(f32(components)),
-            "intercept_": rng.standard_normal(N_VERTICES, dtype=f32) * f32(0.1),
-            "n_features_in_": components,
-        }
+        weights[f"{hemisphere}_reg_param"] = synthetic_regression(rng, N_VERTICES, components)
     path = workdir / "berg_dir" / FOLDER / "encoding_models_weights" / "weights_subject-01.npy"
     path.parent.mkdir(parents=True, exist_ok=True)
     np.save(path, weights, allow_pickle=True)
@@ -152,12 +117,32 @@ def run_berg(workdir: Path, device: str, batch_size: int | None, hdf5: bool) -> 
         peak = peak_rss_mb()  # before reading anything back
         with h5py.File(out, "r") as h5:  # read back only the compared columns
             lh, rh = (h5[name][:, COMPARED] for name in ("lh", "rh"))
-        result = _report(workdir, "berg-hdf5", lh, rh, baseline, load_peak, start, loaded, done)
+        result = _report(
+            workdir,
+            "berg-hdf5",
+            lh,
+            rh,
+            baseline=baseline,
+            load_peak=load_peak,
+            start=start,
+            loaded=loaded,
+            done=done,
+        )
         result["peak_rss_mb"] = peak
         return result
     lh, rh = berg.encode(model, stimulus, show_progress=False)
     done = time.perf_counter()
-    return _report(workdir, "berg", lh, rh, baseline, load_peak, start, loaded, done)
+    return _report(
+        workdir,
+        "berg",
+        lh,
+        rh,
+        baseline=baseline,
+        load_peak=load_peak,
+        start=start,
+        loaded=loaded,
+        done=done,
+    )
 
 
 def run_naive(workdir: Path, device: str) -> dict:
@@ -211,36 +196,21 @@ def run_naive(workdir: Path, device: str) -> dict:
         lh = lh_batch if lh is None else np.append(lh, lh_batch, 0)
         rh = rh_batch if rh is None else np.append(rh, rh_batch, 0)
     done = time.perf_counter()
-    return _report(workdir, "naive", lh, rh, baseline, load_peak, start, loaded, done)
+    return _report(
+        workdir,
+        "naive",
+        lh,
+        rh,
+        baseline=baseline,
+        load_peak=load_peak,
+        start=start,
+        loaded=loaded,
+        done=done,
+    )
 
 
-def _report(
-    workdir: Path,
-    name: str,
-    lh: np.ndarray,
-    rh: np.ndarray,
-    baseline: float,
-    load_peak: float,
-    start: float,
-    loaded: float,
-    done: float,
-) -> dict:
-    peak = peak_rss_mb()
-    if lh.shape[1] == N_VERTICES:
-        lh, rh = lh[:, COMPARED], rh[:, COMPARED]
-    np.save(workdir / f"{name}_lh.npy", lh)
-    np.save(workdir / f"{name}_rh.npy", rh)
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return {
-        "pipeline": name,
-        "images": int(lh.shape[0]),
-        "load_s": loaded - start,
-        "encode_s": done - loaded,
-        "cpu_s": usage.ru_utime + usage.ru_stime,
-        "baseline_rss_mb": baseline,
-        "load_peak_rss_mb": load_peak,
-        "peak_rss_mb": peak,
-    }
+def _report(workdir: Path, name: str, lh: np.ndarray, rh: np.ndarray, **timings: float) -> dict:
+    return report(workdir, name, {"lh": lh, "rh": rh}, COMPARED, **timings)
 
 
 # -- driver -----------------------------------------------------------------------------------
@@ -256,43 +226,17 @@ def _child(args: argparse.Namespace) -> int:
     else:
         result = run_berg(args.workdir, args.device, args.batch_size, args.run == "berg-hdf5")
     result["torch_threads"] = torch.get_num_threads()
-    print("RESULT " + json.dumps(result))
+    print_result(result)
     return 0
 
 
-def _spawn(args: argparse.Namespace, pipeline: str) -> dict:
-    command = [sys.executable, __file__, "--run", pipeline, "--workdir", str(args.workdir)]
-    command += ["--device", args.device]
+def _child_args(args: argparse.Namespace) -> list[str]:
+    extra = ["--device", args.device]
     if args.batch_size:
-        command += ["--batch-size", str(args.batch_size)]
+        extra += ["--batch-size", str(args.batch_size)]
     if args.threads:
-        command += ["--threads", str(args.threads)]
-    proc = subprocess.run(command, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stdout + proc.stderr)
-        raise SystemExit(f"pipeline {pipeline} failed (exit {proc.returncode})")
-    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT "))
-    return json.loads(line[len("RESULT ") :])
-
-
-def _summary(runs: list[dict]) -> dict:
-    """Best throughput (the least disturbed run) and median peak memory over repeated runs."""
-    best = min(runs, key=lambda r: r["encode_s"])
-    return {
-        "images": best["images"],
-        "encode_s": best["encode_s"],
-        "load_s": best["load_s"],
-        "images_per_s": best["images"] / best["encode_s"],
-        "images_per_s_with_load": best["images"] / (best["encode_s"] + best["load_s"]),
-        "peak_rss_mb": float(np.median([r["peak_rss_mb"] for r in runs])),
-        "above_baseline_mb": float(
-            np.median([r["peak_rss_mb"] - r["baseline_rss_mb"] for r in runs])
-        ),
-        "baseline_rss_mb": float(np.median([r["baseline_rss_mb"] for r in runs])),
-        "load_peak_rss_mb": float(np.median([r["load_peak_rss_mb"] for r in runs])),
-        "encode_s_all": [round(r["encode_s"], 2) for r in runs],
-        "torch_threads": best["torch_threads"],
-    }
+        extra += ["--threads", str(args.threads)]
+    return extra
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -335,39 +279,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.device}, {os.cpu_count()} CPU cores; each pipeline in its own process, "
             f"{args.repeat} interleaved rounds"
         )
-        runs: dict[str, list[dict]] = {name: [] for name in pipelines}
-        for _ in range(args.repeat):
-            for name in pipelines:
-                runs[name].append(_spawn(args, name))
-        results = {name: _summary(r) for name, r in runs.items()}
-        for name, r in results.items():
-            print(
-                f"{name:>10}: {r['images_per_s']:6.1f} img/s (encode {r['encode_s']:.2f} s, runs "
-                f"{r['encode_s_all']}; with load {r['images_per_s_with_load']:.1f} img/s)  "
-                f"peak RSS {r['peak_rss_mb']:.0f} MiB = {r['baseline_rss_mb']:.0f} after imports "
-                f"and stimulus + {r['above_baseline_mb']:.0f} (after load "
-                f"{r['load_peak_rss_mb']:.0f})  threads {r['torch_threads']}"
-            )
-        if "naive" in results:
-            naive = results["naive"]
-            ref_lh = np.load(args.workdir / "naive_lh.npy")
-            ref_rh = np.load(args.workdir / "naive_rh.npy")
-            scale = max(np.abs(ref_lh).max(), np.abs(ref_rh).max())
-            for name, r in results.items():
-                if name == "naive":
-                    continue
-                lh = np.load(args.workdir / f"{name}_lh.npy")
-                rh = np.load(args.workdir / f"{name}_rh.npy")
-                diff = max(np.abs(lh - ref_lh).max(), np.abs(rh - ref_rh).max())
-                speed = r["images_per_s"] / naive["images_per_s"]
-                speed_load = r["images_per_s_with_load"] / naive["images_per_s_with_load"]
-                memory = r["peak_rss_mb"] / naive["peak_rss_mb"]
-                own = r["above_baseline_mb"] / naive["above_baseline_mb"]
-                print(
-                    f"{name} / naive: throughput x{speed:.2f} (x{speed_load:.2f} with load), "
-                    f"peak memory x{memory:.2f} (x{own:.2f} above the import baseline); "
-                    f"max |difference| {diff:.1e} for responses up to {scale:.2f}"
-                )
+        results = compare_pipelines(
+            __file__, args.workdir, pipelines, _child_args(args), ("lh", "rh"), args.repeat
+        )
         if args.json:
             args.json.write_text(json.dumps({"args": vars(args), "results": results}, default=str))
     return 0
