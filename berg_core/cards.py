@@ -90,8 +90,10 @@ class ModelCard(BaseModel):
 
     def to_dict(self) -> dict[str, Any]:
         """Return the card as a plain dict, with the reference toolkit's ``describe`` keys added."""
-        data = self.model_dump()
-        data["subjects"] = list(self.subjects)
+        data = {
+            key: list(value) if isinstance(value, tuple) else value
+            for key, value in self.model_dump().items()
+        }
         data["model_info"] = {
             "modality": self.modality,
             "training_dataset": self.training_dataset,

@@ -25,6 +25,7 @@ __all__ = ["KNOWN_FAMILIES", "FamilyEntry", "ModelEntry", "Registry", "get_regis
 #: Id prefixes of the model families the berg project publishes, and the distribution of each,
 #: so that an id whose plugin is missing gets a ``pip install`` hint.
 KNOWN_FAMILIES: tuple[tuple[str, str], ...] = (
+    ("fmri-nsd_fsaverage-factortopy", "berg-factortopy"),
     ("fmri-nsd_fsaverage-", "berg-nsd"),
     ("fmri-things_fmri_1-", "berg-things"),
     ("brainscore_vision", "berg-brainscore"),
@@ -211,6 +212,7 @@ class Registry:
                 continue
             if model_id in self.models:
                 first = self.models.pop(model_id)
+                first.plugin.models.remove(model_id)
                 self.conflicts[model_id] = [first.plugin.label, info.label]
                 warnings.warn(
                     f"berg: model id {model_id!r} is registered by both {first.plugin.label} and "
@@ -325,9 +327,17 @@ class Registry:
             family = next((f for f in self.families.values() if f.gateway_id == gateway_id), None)
             if family is None:
                 known = ", ".join(sorted(f.gateway_id for f in self.families.values())) or "none"
+                hint = next(
+                    (
+                        f" It belongs to {dist}: pip install {dist}."
+                        for prefix, dist in KNOWN_FAMILIES
+                        if gateway_id.startswith(prefix.rstrip("-"))
+                    ),
+                    "",
+                )
                 raise ModelNotFoundError(
                     f"cannot expand {gateway_id!r}: it is not a model family of any installed "
-                    f"plugin; installed families: {known}"
+                    f"plugin; installed families: {known}.{hint}"
                 )
             ids.discard(gateway_id)
             ids.update(family.members())

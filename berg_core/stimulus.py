@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from berg_core.errors import StimulusError
+from berg_core.errors import InvalidParameterError, StimulusError
 
 __all__ = ["IMAGE_EXTENSIONS", "Stimulus", "as_stimulus"]
 
@@ -88,8 +88,8 @@ class Stimulus:
         Each batch is a ``(B, 3, H, W)`` array (``uint8`` or ``float32``, see :attr:`kind`), or,
         when images read from files differ in size, a list of ``(3, H, W)`` arrays.
         """
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidParameterError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         for start in range(0, len(self), batch_size):
             yield self.batch(start, min(start + batch_size, len(self)))
 

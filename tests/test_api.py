@@ -109,9 +109,9 @@ def test_list_catalog_and_describe(
     assert capsys.readouterr().out == ""
     assert info["model_id"] == LINEAR
     assert info["subjects"] == [1, 2]
-    assert info["outputs"] == ("lh", "rh")
+    assert info["outputs"] == ["lh", "rh"]
     assert info["selection_keys"] == ["roi", "lh_vertices", "rh_vertices"]
-    assert info["options"] == ("batch_size",)
+    assert info["options"] == ["batch_size"]
     assert info["model_info"]["modality"] == "toy"
     assert "get_encoding_model('toy-synthetic-linear', subject=1)" in info["example_usage"]
     assert berg.describe(LINEAR) == info  # printed by default, as the reference does

@@ -112,7 +112,7 @@ def test_list_expand(run: Run, toy_plugin: ModuleType) -> None:
     assert (status, out) == (1, "")
     assert err == (
         "berg: error: cannot expand 'nope': it is not a model family of any installed plugin; "
-        "installed families: toy_family\n"
+        "installed families: toy_family.\n"
     )
 
 

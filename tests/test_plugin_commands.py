@@ -45,7 +45,8 @@ class BuiltinThief:
 
 
 @pytest.fixture(autouse=True)
-def _restore_registry() -> Iterator[None]:
+def _restore_registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("BERG_LOAD_PLUGINS", "")  # only the in-process plugins of these tests
     calls.clear()
     yield
     registry._registry = None

@@ -492,7 +492,8 @@ def test_expanding_an_unknown_family(toy_plugin: ModuleType) -> None:
         BERG("/x").list_models(expand_brainscore_vision=True)
     assert str(info.value) == (
         "cannot expand 'brainscore_vision': it is not a model family of any installed plugin; "
-        "installed families: toy_family"
+        "installed families: toy_family. It belongs to berg-brainscore: pip install "
+        "berg-brainscore."
     )
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from berg_core import StimulusError, as_stimulus
+from berg_core import InvalidParameterError, StimulusError, as_stimulus
 from berg_core.stimulus import Stimulus
 
 RNG = np.random.default_rng(7)
@@ -200,7 +200,7 @@ def test_a_stimulus_passes_through() -> None:
 
 
 def test_batch_size_must_be_positive() -> None:
-    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+    with pytest.raises(InvalidParameterError, match="batch_size must be an integer >= 1, got 0"):
         next(as_stimulus(UINT8).batches(0))
 
 
