@@ -251,6 +251,8 @@ class BERG:
             validated = None
         else:
             if card.selection_required and not selection:
+                # a schema that rejects an empty selection says why (e.g. listing valid values)
+                validate_selection(schema, selection, model_id)
                 raise InvalidParameterError(
                     f"selection is required for {model_id}; keys: {', '.join(schema.model_fields)}"
                 )
