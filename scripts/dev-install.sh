@@ -8,7 +8,8 @@
 # in another build), then, editable, in one pip call: berg-core with its `test` extra, every
 # plugin under plugins/ that has a pyproject.toml (except plugins/berg-brainscore, which needs an
 # environment of its own), and the test plugin tests/plugins/berg-testplugin. Finally runs
-# `berg plugins` and `berg list`.
+# `berg plugins`, `berg list` and `berg demo` (a simulated subject trained and encoded end to end,
+# offline, about 2 minutes).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -73,4 +74,10 @@ echo "== berg plugins"
 "$VENV/bin/berg" plugins
 echo "== berg list"
 "$VENV/bin/berg" list
+if [ -d plugins/berg-train ]; then
+    # offline end-to-end check: simulate a small NSD subject (SIMULATED data), train, encode
+    DEMO_OUT="$(mktemp -d)"
+    echo "== berg demo (into $DEMO_OUT)"
+    "$VENV/bin/berg" demo --out "$DEMO_OUT/berg-demo" --quiet
+fi
 echo "== done: activate with 'source $VENV/bin/activate', test with '$VENV/bin/python -m pytest'"

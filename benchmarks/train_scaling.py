@@ -1,0 +1,175 @@
+"""Time and peak memory of berg-train's regression fit versus vertices and samples, next to
+scikit-learn's on the same data.
+
+The fit is the engine's step 3: a design of ``n`` samples x 250 PCA components and ``n`` x ``V``
+float32 targets read from an HDF5 file, solved chunk by chunk (16,384 columns) by
+:class:`berg_train.regression.OLSSolver` or :class:`~berg_train.regression.RidgeCVSolver`
+(13 penalties, 5-fold CV per column). scikit-learn gets the same data, read whole into memory:
+``LinearRegression`` for OLS and ``RidgeCV(alphas, alpha_per_target=True)`` (efficient
+leave-one-out CV) for ridge; its ridge runs are skipped where they would need more memory than
+``--sklearn-max-gb`` (estimated as 5 float64 copies of the targets).
+
+Every measurement runs in its own subprocess; peak memory is that process's maximum resident set
+size (``ru_maxrss``, which includes the ~100-200 MB of the interpreter and libraries).
+
+Usage::
+
+    python benchmarks/train_scaling.py          # 10k-327,684 vertices; 1k-8k samples
+    python benchmarks/train_scaling.py --quick         # small sizes, a smoke test
+    python benchmarks/train_scaling.py --out results.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+K = 250
+CHUNK = 16_384
+ALPHAS = tuple(float(a) for a in np.logspace(0, 12, 13))
+
+
+def _design(n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    scales = np.geomspace(300.0, 3.0, K)  # PCA-like decaying component scales
+    return rng.normal(size=(n, K)) * scales
+
+
+def _write_targets(path: Path, n: int, vertices: int, seed: int = 1) -> None:
+    """Targets = a sparse linear signal in the design + noise, float32, chunked by columns."""
+    import h5py
+
+    rng = np.random.default_rng(seed)
+    design = _design(n)
+    with h5py.File(path, "w") as h5:
+        data = h5.create_dataset(
+            "targets", shape=(n, vertices), dtype="float32", chunks=(n, min(vertices, 4096))
+        )
+        for start in range(0, vertices, CHUNK):
+            stop = min(vertices, start + CHUNK)
+            weights = rng.normal(size=(K, stop - start)) * (rng.random((K, 1)) < 0.05) / 300
+            block = design @ weights + rng.normal(size=(n, stop - start))
+            data[:, start:stop] = block.astype(np.float32)
+
+
+def _worker(kind: str, path: str, n: int, vertices: int) -> dict[str, float]:
+    import h5py
+    from berg_train.regression import make_solver
+    from sklearn.linear_model import LinearRegression, RidgeCV
+
+    design = _design(n)
+    started = time.perf_counter()  # includes reading the targets from the file
+    checksum = 0.0
+    if kind.startswith("berg"):
+        solver = make_solver("ols" if kind == "berg-ols" else "ridge", design, alphas=ALPHAS)
+        with h5py.File(path, "r") as h5:
+            data = h5["targets"]
+            for start in range(0, vertices, CHUNK):
+                stop = min(vertices, start + CHUNK)
+                fit = solver.fit(data[:, start:stop])
+                checksum += float(np.abs(fit.coef).sum())
+    else:
+        with h5py.File(path, "r") as h5:
+            targets = h5["targets"][:, :vertices]
+        if kind == "sklearn-ols":
+            model = LinearRegression().fit(design.astype(np.float32), targets)
+        else:
+            model = RidgeCV(alphas=ALPHAS, alpha_per_target=True).fit(design, targets)
+        checksum = float(np.abs(model.coef_).sum())
+    seconds = time.perf_counter() - started
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"seconds": seconds, "peak_mb": peak_mb, "checksum": checksum}
+
+
+def _measure(kind: str, path: Path, n: int, vertices: int) -> dict[str, float]:
+    command = [sys.executable, __file__, "--worker", kind, str(path), str(n), str(vertices)]
+    out = subprocess.run(command, capture_output=True, text=True, env={**os.environ})
+    if out.returncode != 0:
+        return {"error": out.stderr.strip().splitlines()[-1] if out.stderr else "failed"}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _row(label: str, n: int, vertices: int, results: dict[str, dict]) -> str:
+    def cell(kind: str) -> str:
+        r = results.get(kind)
+        if r is None:
+            return f"{'skipped':>17}"
+        if "error" in r:
+            return f"{'error':>17}"
+        return f"{r['seconds']:7.1f} s {r['peak_mb']:6.0f} MB"
+
+    def ratio(ours: str, theirs: str) -> str:
+        a, b = results.get(ours), results.get(theirs)
+        if not a or not b or "error" in a or "error" in b:
+            return f"{'-':>11}"
+        return f"{b['seconds'] / a['seconds']:4.1f}x {b['peak_mb'] / a['peak_mb']:4.1f}x"
+
+    return (
+        f"{label:<9}{n:>7}{vertices:>9}  {cell('berg-ols')}  {cell('sklearn-ols')}  "
+        f"{ratio('berg-ols', 'sklearn-ols')}  {cell('berg-ridge')}  {cell('sklearn-ridge')}  "
+        f"{ratio('berg-ridge', 'sklearn-ridge')}"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
+    parser.add_argument("--samples", type=int, default=1000, help="n for the vertex sweep")
+    parser.add_argument("--sklearn-max-gb", type=float, default=6.0)
+    parser.add_argument("--no-ridge", action="store_true", help="OLS only")
+    parser.add_argument("--out", type=Path, help="write the results as JSON")
+    args = parser.parse_args()
+    if args.worker:
+        kind, path, n, vertices = args.worker
+        print(json.dumps(_worker(kind, path, int(n), int(vertices))))
+        return 0
+    if args.quick:
+        vertex_sweep, sample_sweep, n_v, v_s = [5_000, 20_000], [600, 1200], 600, 5_000
+    else:
+        vertex_sweep = [10_000, 40_000, 160_000, 327_684]
+        sample_sweep = [1_000, 2_000, 4_000, 8_000]
+        n_v, v_s = args.samples, 10_000
+    kinds = ["berg-ols", "sklearn-ols"] + ([] if args.no_ridge else ["berg-ridge", "sklearn-ridge"])
+    all_results = []
+    header = (
+        f"{'sweep':<9}{'n':>7}{'vertices':>9}  {'berg OLS':>17}  {'sklearn OLS':>17}  "
+        f"{'skl/berg t, mem':>11}  {'berg ridge-CV':>17}  {'sklearn RidgeCV':>17}  "
+        f"{'skl/berg t, mem':>11}"
+    )
+    print(f"k = {K} components, chunks of {CHUNK} columns, {len(ALPHAS)} ridge penalties, "
+          f"{os.cpu_count()} CPUs")  # fmt: skip
+    print(header)
+    with tempfile.TemporaryDirectory() as tmp:
+        plans = [
+            ("vertices", n_v, v, Path(tmp) / f"v_{n_v}.h5", max(vertex_sweep)) for v in vertex_sweep
+        ]
+        plans += [("samples", n, v_s, Path(tmp) / f"s_{n}.h5", v_s) for n in sample_sweep]
+        for sweep, n, vertices, path, width in plans:
+            if not path.exists():
+                _write_targets(path, n, width)
+            results = {}
+            for kind in kinds:
+                if kind == "sklearn-ridge" and n * vertices * 8 * 5 / 1e9 > args.sklearn_max_gb:
+                    continue
+                results[kind] = _measure(kind, path, n, vertices)
+            print(_row(sweep, n, vertices, results), flush=True)
+            all_results.append({"sweep": sweep, "n": n, "vertices": vertices, **results})
+    if args.out:
+        args.out.write_text(json.dumps(all_results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

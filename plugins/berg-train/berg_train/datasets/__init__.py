@@ -1,0 +1,1 @@
+"""Readers of the published fMRI datasets, in the form the training engine reads."""
