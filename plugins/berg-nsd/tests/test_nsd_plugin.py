@@ -26,17 +26,17 @@ def test_models_are_registered_with_full_cards(berg: BERG) -> None:
         assert info["species"] == "Human"
         assert info["creator"] == "Alessandro Gifford"
         assert info["subjects"] == [1, 2, 3, 4, 5, 6, 7, 8]
-        assert info["outputs"] == ("lh", "rh")
+        assert info["outputs"] == ["lh", "rh"]
         assert info["selection_keys"] == ["roi", "lh_vertices", "rh_vertices"]
         assert "250 principal components" in info["description"]
         assert "Natural Scenes Dataset (NSD) (Allen et al., 2022)" in info["description"]
         assert "NSD paper (Allen et al., 2022)" in info["references"]
         folder = model_id.split("-")[-1]
         prefix = f"encoding_models/modality-fmri/train_dataset-nsd_fsaverage/model-{folder}"
-        assert info["files"] == (
+        assert info["files"] == [
             f"{prefix}/encoding_models_weights/weights_subject-{{subject:02d}}.npy",
             f"{prefix}/metadata/metadata_subject-{{subject:02d}}.npy",
-        )
+        ]
     assert berg.describe(UNTRAINED, print_format=False)["model_type"] == "AlexNet (untrained)"
     assert "Krizhevsky" in berg.describe(UNTRAINED, print_format=False)["description"]
 
