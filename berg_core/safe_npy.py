@@ -3,80 +3,1008 @@
 The reference toolkit stores weights and metadata as Python dicts saved with
 ``np.save(path, dict)``: a ``.npy`` file holding a 0-d object array whose payload is a pickle.
 ``np.load(path, allow_pickle=True)`` would execute whatever that pickle names, so a file
-downloaded from anywhere could run code on load. :func:`load_pickled_npy` instead unpickles with an
-allow-list: numpy arrays, numpy scalars and dtypes, and plain Python containers and values. Any
-other global a pickle refers to (``os.system``, ``builtins.eval``, a class of some library) raises
-:class:`~berg_core.errors.ModelLoadError` before anything is called.
+downloaded from anywhere could run code on load. :func:`load_pickled_npy` instead walks the
+pickle's opcodes with a small virtual machine of its own that knows only what pickles of numpy
+data need (protocols 2 to 5): numpy arrays, numpy scalars and dtypes, and plain Python containers
+and values. Any other opcode, and any global outside :data:`ALLOWED_GLOBALS` (``os.system``,
+``builtins.eval``, a class of some library), raises :class:`~berg_core.errors.ModelLoadError`;
+the allowed globals are never called either: each has a handler here that checks its arguments
+and builds the value itself.
+
+The file is memory-mapped, not read: a byte payload of at least 1 MiB is skipped over, and the
+array it holds becomes a read-only :class:`numpy.memmap` of the file (pages are read when used),
+so loading a 0.55 GB weights file costs almost no memory, and :func:`read_rows` later reads
+only the selected rows. Smaller payloads, and object arrays, are built in memory exactly as numpy
+builds them.
 """
 
 from __future__ import annotations
 
-import io
+import _codecs
+import mmap
 import pickle
+import re
+import struct
+import sys
+from collections import OrderedDict
+from collections.abc import Callable
+from math import prod
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from berg_core.errors import ModelLoadError
 
-__all__ = ["ALLOWED_GLOBALS", "load_pickled_npy", "loads_restricted"]
+try:  # numpy >= 2
+    from numpy._core import multiarray as _multiarray
+    from numpy._core import numeric as _numeric
+except ImportError:  # pragma: no cover - numpy 1.26
+    from numpy.core import multiarray as _multiarray  # type: ignore[no-redef]
+    from numpy.core import numeric as _numeric  # type: ignore[no-redef]
 
-_NUMPY_CORES = ("numpy.core", "numpy._core")
+__all__ = ["ALLOWED_GLOBALS", "load_pickled_npy", "loads_restricted", "read_rows"]
 
-#: ``(module, name)`` pairs a pickle may refer to. Every one of them only rebuilds data.
-ALLOWED_GLOBALS: frozenset[tuple[str, str]] = frozenset(
-    [(f"{core}.multiarray", "_reconstruct") for core in _NUMPY_CORES]
-    + [(f"{core}.multiarray", "scalar") for core in _NUMPY_CORES]
-    + [(f"{core}.numeric", "_frombuffer") for core in _NUMPY_CORES]
-    + [
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("_codecs", "encode"),  # bytes in protocol-2 pickles
-        ("builtins", "set"),
-        ("builtins", "frozenset"),
-        ("builtins", "bytearray"),
-        ("builtins", "complex"),
-        ("builtins", "slice"),
-        ("builtins", "range"),
-        ("collections", "OrderedDict"),
-    ]
-)
+#: Byte payloads at least this long are left in the file: arrays made of them are memory-mapped.
+_MAP_THRESHOLD = 1 << 20
+#: Deepest nesting of containers (and of MARKs) a file may have; the reference files nest 4 deep.
+_MAX_DEPTH = 100
+
+_REFUSAL = "only numpy arrays and plain Python containers are allowed in berg data files"
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in ALLOWED_GLOBALS:
-            return super().find_class(module, name)
-        if module.startswith("numpy") and name.endswith("DType") and "dtypes" in module:
-            # numpy >= 1.25 pickles dtype classes (numpy.dtypes.Float32DType) in some dtypes
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(
-            f"refusing to load {module}.{name}: only numpy arrays and plain Python containers "
-            f"are allowed in berg data files"
+class _Refused(pickle.UnpicklingError):
+    """The pickle asks for something that is not data."""
+
+
+class _Corrupt(pickle.UnpicklingError):
+    """The pickle is malformed, truncated or inconsistent."""
+
+
+# -- values that live only on the machine's stack and memo ---------------------------------------
+
+
+class _Global:
+    """An allowed global: the object itself, and the machine's handlers for calling it."""
+
+    __slots__ = ("call", "name", "new", "obj")
+
+    def __init__(self, name: str, obj: Any, call: str | None, new: str | None) -> None:
+        self.name = name
+        self.obj = obj
+        self.call = call
+        self.new = new
+
+
+class _Span:
+    """A large byte payload left in the file: ``length`` bytes at ``offset``."""
+
+    __slots__ = ("kind", "length", "offset", "value")
+
+    def __init__(self, offset: int, length: int, kind: type) -> None:
+        self.offset = offset
+        self.length = length
+        self.kind = kind
+        self.value: bytes | bytearray | None = None
+
+
+class _ArrayStub:
+    """``_reconstruct(ndarray, ...)`` before its BUILD; ``result`` is the array after it."""
+
+    __slots__ = ("result",)
+
+    def __init__(self) -> None:
+        self.result: np.ndarray | None = None
+
+
+class _DtypeStub:
+    """``numpy.dtype(typestr, align, copy)``; ``result`` is fixed by its BUILD or first use."""
+
+    __slots__ = ("align", "result", "typestr")
+
+    def __init__(self, typestr: str, align: bool) -> None:
+        self.typestr = typestr
+        self.align = align
+        self.result: np.dtype | None = None
+
+
+_INTERNAL = (_Global, _Span, _ArrayStub, _DtypeStub)
+_MUTABLE = (list, dict, set, OrderedDict)
+_CONTAINERS = frozenset([list, dict, set, OrderedDict, tuple, frozenset])
+_SIMPLE = frozenset([str, int, float, bool, type(None), bytes, list, dict, set, OrderedDict])
+_LEAVES = frozenset([str, int, float, bool, type(None), bytes])
+_DTYPE_KINDS = frozenset("biufcmMSUVO")
+#: The byte order numpy's ndarray.__setstate__ swaps to native while unpickling.
+_SWAPPED = ">" if sys.byteorder == "little" else "<"
+_TYPESTR = re.compile(r"[biufcmMSUVO][0-9]{0,10}")  # what numpy writes: "f4", "V12", "M8"
+_DTYPE_CLASS = re.compile(r"[A-Za-z0-9]+DType")
+#: Protocol-2 pickles name builtins as Python 2 did.
+_PY2_NAMES = {
+    ("__builtin__", "set"): ("builtins", "set"),
+    ("__builtin__", "frozenset"): ("builtins", "frozenset"),
+    ("__builtin__", "bytearray"): ("builtins", "bytearray"),
+    ("__builtin__", "complex"): ("builtins", "complex"),
+    ("__builtin__", "slice"): ("builtins", "slice"),
+    ("__builtin__", "xrange"): ("builtins", "range"),
+    ("__builtin__", "bytes"): ("builtins", "bytes"),
+}
+
+
+def _table() -> dict[tuple[str, str], tuple[Any, str | None, str | None]]:
+    # (module, name) -> (the object, handler for REDUCE, handler for NEWOBJ)
+    table: dict[tuple[str, str], tuple[Any, str | None, str | None]] = {}
+    for core in ("numpy.core", "numpy._core"):
+        table[(f"{core}.multiarray", "_reconstruct")] = (
+            _multiarray._reconstruct,
+            "_call_reconstruct",
+            None,
+        )
+        table[(f"{core}.multiarray", "scalar")] = (_multiarray.scalar, "_call_scalar", None)
+        table[(f"{core}.numeric", "_frombuffer")] = (_numeric._frombuffer, "_call_frombuffer", None)
+    table.update(
+        {
+            ("numpy", "ndarray"): (np.ndarray, None, None),
+            ("numpy", "dtype"): (np.dtype, "_call_dtype", "_call_dtype"),
+            ("_codecs", "encode"): (_codecs.encode, "_call_encode", None),  # bytes in protocol 2
+            ("builtins", "bytes"): (bytes, "_call_bytes", "_call_bytes"),  # b"" in protocol 2
+            ("builtins", "set"): (set, "_call_set", "_new_set"),
+            ("builtins", "frozenset"): (frozenset, "_call_frozenset", "_call_frozenset"),
+            ("builtins", "bytearray"): (bytearray, "_call_bytearray", "_new_bytearray"),
+            ("builtins", "complex"): (complex, "_call_complex", "_call_complex"),
+            ("builtins", "slice"): (slice, "_call_slice", "_call_slice"),
+            ("builtins", "range"): (range, "_call_range", "_call_range"),
+            ("collections", "OrderedDict"): (
+                OrderedDict,
+                "_call_ordered_dict",
+                "_call_ordered_dict",
+            ),
+        }
+    )
+    return table
+
+
+_GLOBALS = _table()
+
+#: ``(module, name)`` pairs a pickle may refer to. None of them is ever called as such: each has
+#: a handler that checks its arguments and only rebuilds data. (numpy's DType classes, e.g.
+#: ``numpy.dtypes.Float64DType``, may also appear, as values only.)
+ALLOWED_GLOBALS: frozenset[tuple[str, str]] = frozenset(_GLOBALS)
+
+
+def _describe(args: tuple[Any, ...]) -> str:
+    return "(" + ", ".join(type(arg).__name__.lstrip("_") for arg in args) + ")"
+
+
+def _canonical_dtype(dtype: np.dtype) -> np.dtype:
+    """Rebuild *dtype* with numpy's validating constructors; refuse it if anything differs.
+
+    ``dtype.__setstate__`` trusts its state: field offsets past the item size, object fields
+    hidden from the flags, odd alignments all pass, and each lets numpy read or write outside an
+    array's memory. Only the canonical rebuild leaves this function.
+    """
+    if dtype.kind not in _DTYPE_KINDS:
+        raise _Refused(f"refusing dtype {dtype!r}: {_REFUSAL}")
+    if dtype.metadata:
+        raise _Refused(f"refusing dtype metadata {dict(dtype.metadata)!r}: {_REFUSAL}")
+    try:
+        if dtype.subdtype is not None:
+            base, shape = dtype.subdtype
+            canonical = np.dtype((base, shape))
+        elif dtype.names is not None:
+            fields = dtype.fields
+            assert fields is not None
+            spec: dict[str, Any] = {
+                "names": list(dtype.names),
+                "formats": [fields[name][0] for name in dtype.names],
+                "offsets": [fields[name][1] for name in dtype.names],
+                "itemsize": dtype.itemsize,
+            }
+            titles = [fields[name][2] if len(fields[name]) > 2 else None for name in dtype.names]
+            if any(title is not None for title in titles):
+                spec["titles"] = titles
+            canonical = np.dtype(spec, align=dtype.isalignedstruct)
+        else:
+            canonical = np.dtype(dtype.str)
+    except (TypeError, ValueError, KeyError, IndexError) as exc:
+        raise _Corrupt(f"inconsistent dtype {dtype!r}: {exc}") from None
+    if not (
+        canonical == dtype
+        and canonical.str == dtype.str
+        and canonical.itemsize == dtype.itemsize
+        and canonical.flags == dtype.flags
+        and canonical.alignment == dtype.alignment
+        and canonical.isalignedstruct == dtype.isalignedstruct
+    ):
+        raise _Corrupt(f"inconsistent dtype state: {dtype!r} is not what numpy would build")
+    return canonical
+
+
+class _Machine:
+    """The pickle virtual machine: one :meth:`run` over ``buf[start:end]``.
+
+    Parameters
+    ----------
+    buf : bytes or mmap.mmap
+        The pickle (or the whole file it is in).
+    start, end : int
+        Where the pickle starts, and where the data ends.
+    file : file object or None
+        The open file *buf* maps; large payloads are memory-mapped from it. ``None``: read them.
+    """
+
+    def __init__(self, buf: bytes | mmap.mmap, start: int, end: int, file: BinaryIO | None):
+        self.buf = buf
+        self.pos = start
+        self.op_pos = start
+        self.end = end
+        self.file = file
+        self.proto = 0
+        self.stack: list[Any] = []
+        self.metastack: list[list[Any]] = []
+        self.memo: dict[int, Any] = {}
+        # id -> nesting depth of every container built (an entry is reset when an id is reused)
+        self.depth: dict[int, int] = {}
+        # ids of lists/dicts/sets already inside another value: they may not change any more
+        self.sealed: set[int] = set()
+        # id -> [tuple holding stubs or spans, its resolved twin]; keeps the tuple alive
+        self.impure: dict[int, list[Any]] = {}
+        self.dispatch: dict[int, Callable[[], Any]] = {
+            code: getattr(self, method) for code, method in _OPCODES.items()
+        }
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def take(self, n: int) -> bytes:
+        start = self.pos
+        stop = start + n
+        if n < 0 or stop > self.end:
+            raise _Corrupt(
+                f"truncated pickle: {n} bytes needed at byte {start}, the data ends at {self.end}"
+            )
+        self.pos = stop
+        return self.buf[start:stop]
+
+    def take_int(self, fmt: str, n: int) -> int:
+        return struct.unpack(fmt, self.take(n))[0]
+
+    def take_line(self) -> str:
+        stop = self.buf.find(b"\n", self.pos, min(self.end, self.pos + 256))
+        if stop < 0:
+            raise _Corrupt(f"truncated or malformed GLOBAL at byte {self.op_pos}")
+        line = self.buf[self.pos : stop]
+        self.pos = stop + 1
+        return line.decode("utf-8")
+
+    # -- the stack ---------------------------------------------------------------------------
+
+    def push(self, value: Any) -> None:
+        self.stack.append(value)
+
+    def pop(self) -> Any:
+        if not self.stack:
+            raise _Corrupt(f"stack underflow at byte {self.op_pos}")
+        return self.stack.pop()
+
+    def top(self) -> Any:
+        if not self.stack:
+            raise _Corrupt(f"stack underflow at byte {self.op_pos}")
+        return self.stack[-1]
+
+    def pop_mark(self) -> list[Any]:
+        if not self.metastack:
+            raise _Corrupt(f"no MARK for the opcode at byte {self.op_pos}")
+        items = self.stack
+        self.stack = self.metastack.pop()
+        return items
+
+    # -- values ------------------------------------------------------------------------------
+
+    def value(self, item: Any) -> Any:
+        """*item* as it goes into the result: stubs, spans, globals become what they stand for."""
+        kind = type(item)
+        if kind in _SIMPLE:
+            return item
+        if kind is tuple:
+            entry = self.impure.get(id(item))
+            if entry is None or entry[0] is not item:
+                return item
+            if entry[1] is None:
+                resolved = tuple(self.value(element) for element in item)
+                self.new(resolved, self.depth.get(id(item), 1))
+                entry[1] = resolved
+            return entry[1]
+        if kind is _Span:
+            if item.value is None:
+                data = self.buf[item.offset : item.offset + item.length]
+                item.value = data if item.kind is bytes else bytearray(data)
+            return item.value
+        if kind is _ArrayStub:
+            if item.result is None:
+                raise _Corrupt(f"array used before its state was set, at byte {self.op_pos}")
+            return item.result
+        if kind is _DtypeStub:
+            return self.dtype(item)
+        if kind is _Global:
+            return item.obj
+        return item
+
+    def depth_of(self, item: Any) -> int:
+        kind = type(item)
+        if kind in _CONTAINERS:
+            return self.depth.get(id(item), 1)
+        if kind is np.ndarray and item.dtype.hasobject:
+            return self.depth.get(id(item), 1)
+        return 0
+
+    def new(self, container: Any, depth: int) -> Any:
+        """Register a container just built with its nesting depth."""
+        if depth > _MAX_DEPTH:
+            raise _Refused(f"data nested more than {_MAX_DEPTH} levels deep, at byte {self.op_pos}")
+        key = id(container)
+        self.depth[key] = depth
+        self.sealed.discard(key)
+        return container
+
+    def adopt(self, items: Any) -> int:
+        """Seal the containers among *items* (about to go inside another); their max depth."""
+        deepest = 0
+        for item in items:
+            if type(item) in _LEAVES:
+                continue
+            if isinstance(item, _MUTABLE):
+                self.sealed.add(id(item))
+            depth = self.depth_of(item)
+            if depth > deepest:
+                deepest = depth
+        return deepest
+
+    def mutable(self, target: Any, kinds: tuple[type, ...], what: str) -> Any:
+        if type(target) not in kinds:
+            raise _Refused(f"refusing {what} on a {type(target).__name__}: {_REFUSAL}")
+        if id(target) in self.sealed:
+            raise _Refused(f"refusing {what} on a container already in use: {_REFUSAL}")
+        return target
+
+    def grow(self, target: Any, items: list[Any]) -> None:
+        depth = max(self.depth.get(id(target), 1), 1 + self.adopt(items))
+        if depth > _MAX_DEPTH:
+            raise _Refused(f"data nested more than {_MAX_DEPTH} levels deep, at byte {self.op_pos}")
+        self.depth[id(target)] = depth
+
+    def tuple_of(self, items: list[Any] | tuple[Any, ...]) -> tuple[Any, ...]:
+        result = tuple(items)
+        self.new(result, 1 + self.adopt(result))
+        if any(
+            isinstance(item, _INTERNAL) or (type(item) is tuple and id(item) in self.impure)
+            for item in result
+        ):
+            self.impure[id(result)] = [result, None]
+        return result
+
+    def shape(self, item: Any) -> tuple[int, ...]:
+        shape = self.value(item)
+        if type(shape) is not tuple or not all(type(n) is int and n >= 0 for n in shape):
+            raise _Corrupt(f"bad array shape {shape!r} at byte {self.op_pos}")
+        return shape
+
+    def dtype(self, item: Any) -> np.dtype:
+        """The dtype *item* stands for; from now on its state may not change."""
+        if type(item) is _DtypeStub:
+            if item.result is None:
+                item.result = self.make_dtype(item, None)
+            return item.result
+        if isinstance(item, np.dtype):  # from a container: a canonical dtype built by make_dtype
+            return item
+        raise _Corrupt(f"expected a dtype at byte {self.op_pos}, found {type(item).__name__}")
+
+    def make_dtype(self, stub: _DtypeStub, state: Any) -> np.dtype:
+        try:
+            dtype = np.dtype(stub.typestr, stub.align, True)  # always a private copy
+        except (TypeError, ValueError) as exc:
+            raise _Corrupt(f"bad dtype {stub.typestr!r}: {exc}") from None
+        if state is not None:
+            state = self.dtype_state(state)
+            try:
+                dtype.__setstate__(state)
+            except (TypeError, ValueError) as exc:
+                raise _Corrupt(f"bad dtype state at byte {self.op_pos}: {exc}") from None
+        return _canonical_dtype(dtype)
+
+    def dtype_state(self, state: Any) -> tuple[Any, ...]:
+        """Check the shape of a dtype state before numpy sees it."""
+        state = self.value(state)
+        if type(state) is not tuple or len(state) not in (8, 9) or state[0] not in (3, 4):
+            raise _Corrupt(f"bad dtype state at byte {self.op_pos}")
+        _, order, subarray, names, fields, elsize, alignment, flags = state[:8]
+        ok = order in ("<", ">", "|", "=") and all(
+            type(n) is int for n in (elsize, alignment, flags)
+        )
+        if subarray is not None:
+            ok = ok and (
+                type(subarray) is tuple
+                and len(subarray) == 2
+                and isinstance(subarray[0], np.dtype)
+                and type(subarray[1]) is tuple
+                and all(type(n) is int and n >= 0 for n in subarray[1])
+            )
+        if names is not None or fields is not None:
+            ok = ok and type(names) is tuple and type(fields) is dict
+            ok = ok and all(type(name) is str and name in fields for name in names)
+            for key, field in fields.items() if ok else ():
+                ok = ok and (
+                    type(key) is str
+                    and type(field) is tuple
+                    and len(field) in (2, 3)
+                    and isinstance(field[0], np.dtype)
+                    and type(field[1]) is int
+                    and field[1] >= 0
+                    and (len(field) == 2 or field[2] is None or type(field[2]) is str)
+                )
+        if len(state) == 9:
+            extra = state[8]  # datetime: (metadata or None, (unit, num, den, events))
+            ok = ok and (
+                extra is None
+                or (
+                    type(extra) is tuple
+                    and len(extra) == 2
+                    and extra[0] is None
+                    and type(extra[1]) is tuple
+                    and len(extra[1]) == 4
+                    and type(extra[1][0]) is bytes
+                    and all(type(n) is int for n in extra[1][1:])
+                )
+            )
+        if not ok:
+            raise _Corrupt(f"bad dtype state {state!r} at byte {self.op_pos}")
+        return state
+
+    def payload(self, item: Any, nbytes: int, what: str) -> _Span | bytes | bytearray:
+        """The raw bytes of an array: a span in the file, or bytes; *nbytes* long."""
+        if type(item) is not _Span:
+            item = self.value(item)
+            if type(item) not in (bytes, bytearray):
+                raise _Corrupt(f"{what}: raw data is a {type(item).__name__}, not bytes")
+        length = item.length if type(item) is _Span else len(item)
+        if length != nbytes:
+            raise _Corrupt(f"{what} needs {nbytes} bytes; the file holds {length}")
+        return item
+
+    def memmap(self, span: _Span, dtype: np.dtype, shape: tuple[int, ...], order: str) -> Any:
+        return np.memmap(
+            self.file, dtype=dtype, mode="r", offset=span.offset, shape=shape, order=order
         )
 
-    def persistent_load(self, pid: Any) -> Any:
-        raise pickle.UnpicklingError("refusing persistent references in a berg data file")
+    # -- run ---------------------------------------------------------------------------------
+
+    def run(self) -> Any:
+        """Execute the opcodes up to STOP; the unpickled object."""
+        dispatch = self.dispatch
+        buf = self.buf
+        end = self.end
+        memo = self.memo
+        try:
+            while True:
+                pos = self.pos
+                if pos >= end:
+                    raise _Corrupt(f"truncated pickle: no STOP before byte {end}")
+                self.op_pos = pos
+                code = buf[pos]
+                self.pos = pos + 1
+                # the two commonest opcodes (every string is SHORT_BINUNICODE + MEMOIZE), inline;
+                # anything out of bounds goes to the checked handlers below
+                if code == 0x94 and self.stack:  # MEMOIZE
+                    memo[len(memo)] = self.stack[-1]
+                    continue
+                if code == 0x8C and pos + 1 < end:  # SHORT_BINUNICODE
+                    stop = pos + 2 + buf[pos + 1]
+                    if stop <= end:
+                        self.stack.append(str(buf[pos + 2 : stop], "utf-8", "surrogatepass"))
+                        self.pos = stop
+                        continue
+                if code == 0x2E:  # STOP
+                    return self.finish()
+                handler = dispatch.get(code)
+                if handler is None:
+                    raise self.unknown(code)
+                handler()
+        except (TypeError, ValueError, OverflowError, KeyError, IndexError, RecursionError) as exc:
+            raise _Corrupt(f"corrupt pickle at byte {self.op_pos}: {exc}") from None
+
+    def finish(self) -> Any:
+        result = self.value(self.pop())
+        if isinstance(result, _INTERNAL):
+            raise _Corrupt("the pickle ends with an unfinished value")
+        return result
+
+    def unknown(self, code: int) -> _Refused:
+        if code in (0x50, 0x51):  # PERSID, BINPERSID
+            return _Refused("refusing persistent references in a berg data file")
+        import pickletools  # only to name the opcode in the message
+
+        name = getattr(pickletools.code2op.get(chr(code)), "name", f"0x{code:02x}")
+        return _Refused(f"refusing pickle opcode {name} at byte {self.op_pos}: {_REFUSAL}")
+
+    # -- opcodes (STOP is handled by run) ----------------------------------------------------
+
+    def op_proto(self) -> None:
+        self.proto = self.take(1)[0]
+        if not 2 <= self.proto <= 5:
+            raise _Refused(f"refusing pickle protocol {self.proto}: berg reads protocols 2 to 5")
+
+    def op_frame(self) -> None:
+        length = self.take_int("<Q", 8)
+        if self.pos + length > self.end:
+            raise _Corrupt(f"truncated pickle: frame of {length} bytes at byte {self.op_pos}")
+
+    def op_global(self) -> None:
+        module = self.take_line()
+        name = self.take_line()
+        self.push(self.lookup(module, name))
+
+    def op_stack_global(self) -> None:
+        name = self.pop()
+        module = self.pop()
+        if type(module) is not str or type(name) is not str:
+            raise _Corrupt(f"STACK_GLOBAL on non-strings at byte {self.op_pos}")
+        self.push(self.lookup(module, name))
+
+    def lookup(self, module: str, name: str) -> _Global:
+        if self.proto < 3:
+            module, name = _PY2_NAMES.get((module, name), (module, name))
+        entry = _GLOBALS.get((module, name))
+        if entry is not None:
+            return _Global(f"{module}.{name}", *entry)
+        if module == "numpy.dtypes" and _DTYPE_CLASS.fullmatch(name):
+            cls = getattr(np.dtypes, name, None)
+            if isinstance(cls, type) and issubclass(cls, np.dtype):
+                return _Global(f"{module}.{name}", cls, None, None)
+        raise _Refused(f"refusing to load {module}.{name}: {_REFUSAL}")
+
+    def op_mark(self) -> None:
+        if len(self.metastack) >= _MAX_DEPTH:
+            raise _Refused(f"data nested more than {_MAX_DEPTH} levels deep, at byte {self.op_pos}")
+        self.metastack.append(self.stack)
+        self.stack = []
+
+    def op_empty_tuple(self) -> None:
+        self.push(self.tuple_of(()))
+
+    def op_tuple(self) -> None:
+        self.push(self.tuple_of(self.pop_mark()))
+
+    def op_tuple1(self) -> None:
+        self.push(self.tuple_of((self.pop(),)))
+
+    def op_tuple2(self) -> None:
+        second = self.pop()
+        self.push(self.tuple_of((self.pop(), second)))
+
+    def op_tuple3(self) -> None:
+        third = self.pop()
+        second = self.pop()
+        self.push(self.tuple_of((self.pop(), second, third)))
+
+    def op_empty_list(self) -> None:
+        self.push(self.new([], 1))
+
+    def op_list(self) -> None:
+        items = [self.value(item) for item in self.pop_mark()]
+        self.push(self.new(items, 1 + self.adopt(items)))
+
+    def op_empty_dict(self) -> None:
+        self.push(self.new({}, 1))
+
+    def op_dict(self) -> None:
+        items = [self.value(item) for item in self.pop_mark()]
+        if len(items) % 2:
+            raise _Corrupt(f"odd number of items for a dict at byte {self.op_pos}")
+        self.push(self.new(dict(zip(items[::2], items[1::2], strict=True)), 1 + self.adopt(items)))
+
+    def op_empty_set(self) -> None:
+        self.push(self.new(set(), 1))
+
+    def op_frozenset(self) -> None:
+        items = [self.value(item) for item in self.pop_mark()]
+        self.push(self.new(frozenset(items), 1 + self.adopt(items)))
+
+    def op_additems(self) -> None:
+        items = [self.value(item) for item in self.pop_mark()]
+        target = self.mutable(self.top(), (set,), "ADDITEMS")
+        self.grow(target, items)
+        target.update(items)
+
+    def op_append(self) -> None:
+        item = self.value(self.pop())
+        target = self.mutable(self.top(), (list,), "APPEND")
+        self.grow(target, [item])
+        target.append(item)
+
+    def op_appends(self) -> None:
+        items = [self.value(item) for item in self.pop_mark()]
+        target = self.mutable(self.top(), (list,), "APPENDS")
+        self.grow(target, items)
+        target.extend(items)
+
+    def op_setitem(self) -> None:
+        item = self.value(self.pop())
+        key = self.value(self.pop())
+        target = self.mutable(self.top(), (dict, OrderedDict), "SETITEM")
+        self.grow(target, [key, item])
+        target[key] = item
+
+    def op_setitems(self) -> None:
+        items = [self.value(item) for item in self.pop_mark()]
+        if len(items) % 2:
+            raise _Corrupt(f"odd number of items for SETITEMS at byte {self.op_pos}")
+        target = self.mutable(self.top(), (dict, OrderedDict), "SETITEMS")
+        self.grow(target, items)
+        for index in range(0, len(items), 2):
+            target[items[index]] = items[index + 1]
+
+    def op_binput(self) -> None:
+        self.memo[self.take(1)[0]] = self.top()
+
+    def op_long_binput(self) -> None:
+        self.memo[self.take_int("<I", 4)] = self.top()
+
+    def op_memoize(self) -> None:
+        self.memo[len(self.memo)] = self.top()
+
+    def get(self, index: int) -> None:
+        try:
+            self.push(self.memo[index])
+        except KeyError:
+            raise _Corrupt(f"memo entry {index} missing at byte {self.op_pos}") from None
+
+    def op_binget(self) -> None:
+        self.get(self.take(1)[0])
+
+    def op_long_binget(self) -> None:
+        self.get(self.take_int("<I", 4))
+
+    def op_none(self) -> None:
+        self.push(None)
+
+    def op_newtrue(self) -> None:
+        self.push(True)
+
+    def op_newfalse(self) -> None:
+        self.push(False)
+
+    def op_binint(self) -> None:
+        self.push(self.take_int("<i", 4))
+
+    def op_binint1(self) -> None:
+        self.push(self.take(1)[0])
+
+    def op_binint2(self) -> None:
+        self.push(self.take_int("<H", 2))
+
+    def op_long1(self) -> None:
+        self.push(int.from_bytes(self.take(self.take(1)[0]), "little", signed=True))
+
+    def op_long4(self) -> None:
+        self.push(int.from_bytes(self.take(self.take_int("<i", 4)), "little", signed=True))
+
+    def op_binfloat(self) -> None:
+        self.push(struct.unpack(">d", self.take(8))[0])
+
+    def text(self, length: int) -> None:
+        self.push(str(self.take(length), "utf-8", "surrogatepass"))
+
+    def op_short_binunicode(self) -> None:
+        self.text(self.take(1)[0])
+
+    def op_binunicode(self) -> None:
+        self.text(self.take_int("<I", 4))
+
+    def op_binunicode8(self) -> None:
+        self.text(self.take_int("<Q", 8))
+
+    def data(self, length: int, kind: type) -> None:
+        if self.file is not None and length >= max(_MAP_THRESHOLD, 1):
+            span = _Span(self.pos, length, kind)
+            if self.pos + length > self.end:
+                raise _Corrupt(
+                    f"truncated pickle: {length} bytes needed at byte {self.pos}, "
+                    f"the data ends at {self.end}"
+                )
+            self.pos += length
+            self.push(span)
+        else:
+            data = self.take(length)
+            self.push(data if kind is bytes else bytearray(data))
+
+    def op_short_binbytes(self) -> None:
+        self.data(self.take(1)[0], bytes)
+
+    def op_binbytes(self) -> None:
+        self.data(self.take_int("<I", 4), bytes)
+
+    def op_binbytes8(self) -> None:
+        self.data(self.take_int("<Q", 8), bytes)
+
+    def op_bytearray8(self) -> None:
+        self.data(self.take_int("<Q", 8), bytearray)
+
+    def op_reduce(self) -> None:
+        args = self.pop()
+        func = self.pop()
+        self.push(self.invoke(func, args, "call"))
+
+    def op_newobj(self) -> None:
+        args = self.pop()
+        cls = self.pop()
+        self.push(self.invoke(cls, args, "new"))
+
+    def invoke(self, func: Any, args: Any, how: str) -> Any:
+        if type(func) is not _Global:
+            raise _Refused(f"refusing to call a {type(func).__name__}: {_REFUSAL}")
+        handler = func.call if how == "call" else func.new
+        if handler is None:
+            verb = "call" if how == "call" else "instantiate"
+            raise _Refused(f"refusing to {verb} {func.name}: {_REFUSAL}")
+        if type(args) is not tuple:
+            raise _Corrupt(f"arguments of {func.name} are not a tuple, at byte {self.op_pos}")
+        self.adopt(args)
+        result = getattr(self, handler)(args)
+        if result is None:
+            raise _Refused(f"refusing to call {func.name}{_describe(args)}: {_REFUSAL}")
+        return result
+
+    def op_build(self) -> None:
+        state = self.pop()
+        target = self.top()
+        if type(target) is _ArrayStub:
+            self.stack[-1] = self.build_array(target, state)
+        elif type(target) is _DtypeStub:
+            if target.result is not None:
+                raise _Refused(f"refusing to change a dtype already in use: {_REFUSAL}")
+            target.result = self.make_dtype(target, state)
+        else:
+            raise _Refused(f"refusing BUILD on a {type(target).__name__}: {_REFUSAL}")
+
+    def build_array(self, stub: _ArrayStub, state: Any) -> np.ndarray:
+        """``ndarray.__setstate__``: (version, shape, dtype, fortran, rawdata)."""
+        if stub.result is not None:
+            raise _Refused(f"refusing to change an array already built: {_REFUSAL}")
+        if type(state) is tuple and len(state) == 5 and type(state[0]) is int and state[0] == 1:
+            state = state[1:]
+        if type(state) is not tuple or len(state) != 4:
+            raise _Corrupt(f"bad array state at byte {self.op_pos}")
+        shape = self.shape(state[0])
+        dtype = self.dtype(state[1])
+        fortran = state[2]
+        if type(fortran) not in (bool, int) or fortran not in (0, 1):
+            raise _Corrupt(f"bad array order flag {fortran!r} at byte {self.op_pos}")
+        what = f"array at byte {self.op_pos} of shape {shape} and dtype {dtype}"
+        size = prod(shape)
+        if dtype.hasobject:
+            raw = self.value(state[3])
+            if type(raw) is not list or len(raw) != size:
+                raise _Corrupt(f"{what}: expected a list of {size} objects")
+            array = _multiarray._reconstruct(np.ndarray, (0,), b"b")
+            array.__setstate__((1, shape, dtype, bool(fortran), raw))
+            self.new(array, 1 + self.depth_of(raw))
+        else:
+            raw = self.payload(state[3], size * dtype.itemsize, what)
+            if type(raw) is _Span and dtype.byteorder != _SWAPPED:
+                array = self.memmap(raw, dtype, shape, "F" if fortran else "C")
+            else:
+                array = _multiarray._reconstruct(np.ndarray, (0,), b"b")
+                # numpy swaps a non-native byte order here: such arrays are read, not mapped
+                array.__setstate__((1, shape, dtype, bool(fortran), bytes(self.value(raw))))
+        stub.result = array
+        return array
+
+    # -- handlers of the allowed globals (None: refuse these arguments) -----------------------
+
+    def _call_reconstruct(self, args: tuple[Any, ...]) -> _ArrayStub | None:
+        if len(args) != 3 or type(args[0]) is not _Global or args[0].obj is not np.ndarray:
+            return None
+        if type(self.value(args[1])) is not tuple or type(self.value(args[2])) is not bytes:
+            return None
+        return _ArrayStub()
+
+    def _call_scalar(self, args: tuple[Any, ...]) -> Any:
+        if len(args) != 2:
+            return None
+        dtype = self.dtype(args[0])
+        data = self.value(args[1])
+        if dtype.hasobject or type(data) is not bytes:
+            return None
+        if len(data) != dtype.itemsize:
+            raise _Corrupt(f"scalar of dtype {dtype} needs {dtype.itemsize} bytes, got {len(data)}")
+        return _multiarray.scalar(dtype, data)
+
+    def _call_frombuffer(self, args: tuple[Any, ...]) -> Any:
+        if len(args) not in (4, 5):
+            return None
+        dtype = self.dtype(args[1])
+        shape = self.shape(args[2])
+        order = self.value(args[3])
+        axes = self.value(args[4]) if len(args) == 5 else None
+        if dtype.hasobject or order not in ("C", "F", "K"):
+            return None
+        if order == "K" and (type(axes) is not tuple or sorted(axes) != list(range(len(shape)))):
+            return None
+        what = f"array at byte {self.op_pos} of shape {shape} and dtype {dtype}"
+        raw = self.payload(args[0], prod(shape) * dtype.itemsize, what)
+        layout = "C" if order == "K" else order
+        if type(raw) is _Span:
+            array = self.memmap(raw, dtype, shape, layout)
+        else:
+            array = np.frombuffer(raw, dtype=dtype).reshape(shape, order=layout)
+        return array.transpose(axes) if order == "K" else array
+
+    def _call_dtype(self, args: tuple[Any, ...]) -> _DtypeStub | None:
+        # numpy pickles dtype(typestr, align, copy); the copy flag is ignored: always a new dtype
+        if not 1 <= len(args) <= 3:
+            return None
+        typestr, align, copy = args + (False, True)[len(args) - 1 :]
+        if type(typestr) is not str or not _TYPESTR.fullmatch(typestr):
+            return None
+        if type(align) is not bool or type(copy) is not bool:
+            return None
+        return _DtypeStub(typestr, align)
+
+    def _call_encode(self, args: tuple[Any, ...]) -> bytes | None:
+        if len(args) != 2 or type(args[0]) is not str or args[1] not in ("latin1", "latin-1"):
+            return None
+        return args[0].encode("latin-1")
+
+    def _call_bytes(self, args: tuple[Any, ...]) -> bytes | None:
+        return b"" if not args else None
+
+    def _items(self, args: tuple[Any, ...]) -> list[Any] | None:
+        if not args:
+            return []
+        items = self.value(args[0]) if len(args) == 1 else None
+        if type(items) not in (list, tuple, set, frozenset):
+            return None
+        return [self.value(item) for item in items]
+
+    def _call_set(self, args: tuple[Any, ...]) -> set[Any] | None:
+        items = self._items(args)
+        return None if items is None else self.new(set(items), 1 + self.adopt(items))
+
+    def _call_frozenset(self, args: tuple[Any, ...]) -> frozenset[Any] | None:
+        items = self._items(args)
+        return None if items is None else self.new(frozenset(items), 1 + self.adopt(items))
+
+    # NEWOBJ of set, bytearray, OrderedDict: cls.__new__ makes an empty one (opcodes fill it)
+
+    def _new_set(self, args: tuple[Any, ...]) -> set[Any] | None:
+        return None if args else self.new(set(), 1)
+
+    def _new_bytearray(self, args: tuple[Any, ...]) -> bytearray | None:
+        return None if args else bytearray()
+
+    def _call_ordered_dict(self, args: tuple[Any, ...]) -> OrderedDict[Any, Any] | None:
+        return None if args else self.new(OrderedDict(), 1)
+
+    def _call_bytearray(self, args: tuple[Any, ...]) -> bytearray | None:
+        values = [self.value(arg) for arg in args]
+        if not values:
+            return bytearray()
+        if len(values) == 1 and type(values[0]) is bytes:
+            return bytearray(values[0])
+        if len(values) == 2 and type(values[0]) is str and values[1] in ("latin1", "latin-1"):
+            return bytearray(values[0], "latin-1")
+        return None
+
+    def _call_complex(self, args: tuple[Any, ...]) -> complex | None:
+        if not 1 <= len(args) <= 2 or not all(type(arg) in (int, float) for arg in args):
+            return None
+        return complex(*args)
+
+    def _call_slice(self, args: tuple[Any, ...]) -> slice | None:
+        if not 1 <= len(args) <= 3 or not all(type(arg) in (int, type(None)) for arg in args):
+            return None
+        return slice(*args)
+
+    def _call_range(self, args: tuple[Any, ...]) -> range | None:
+        if not 1 <= len(args) <= 3 or not all(type(arg) is int for arg in args):
+            return None
+        return range(*args)
+
+
+_OPCODES = {
+    0x80: "op_proto",  # PROTO
+    0x95: "op_frame",  # FRAME
+    0x63: "op_global",  # GLOBAL  c
+    0x93: "op_stack_global",  # STACK_GLOBAL
+    0x28: "op_mark",  # MARK  (
+    0x29: "op_empty_tuple",  # EMPTY_TUPLE  )
+    0x74: "op_tuple",  # TUPLE  t
+    0x85: "op_tuple1",  # TUPLE1
+    0x86: "op_tuple2",  # TUPLE2
+    0x87: "op_tuple3",  # TUPLE3
+    0x5D: "op_empty_list",  # EMPTY_LIST  ]
+    0x6C: "op_list",  # LIST  l
+    0x7D: "op_empty_dict",  # EMPTY_DICT  }
+    0x64: "op_dict",  # DICT  d
+    0x8F: "op_empty_set",  # EMPTY_SET
+    0x91: "op_frozenset",  # FROZENSET
+    0x90: "op_additems",  # ADDITEMS
+    0x61: "op_append",  # APPEND  a
+    0x65: "op_appends",  # APPENDS  e
+    0x73: "op_setitem",  # SETITEM  s
+    0x75: "op_setitems",  # SETITEMS  u
+    0x71: "op_binput",  # BINPUT  q
+    0x72: "op_long_binput",  # LONG_BINPUT  r
+    0x94: "op_memoize",  # MEMOIZE
+    0x68: "op_binget",  # BINGET  h
+    0x6A: "op_long_binget",  # LONG_BINGET  j
+    0x4E: "op_none",  # NONE  N
+    0x88: "op_newtrue",  # NEWTRUE
+    0x89: "op_newfalse",  # NEWFALSE
+    0x4A: "op_binint",  # BININT  J
+    0x4B: "op_binint1",  # BININT1  K
+    0x4D: "op_binint2",  # BININT2  M
+    0x8A: "op_long1",  # LONG1
+    0x8B: "op_long4",  # LONG4
+    0x47: "op_binfloat",  # BINFLOAT  G
+    0x8C: "op_short_binunicode",  # SHORT_BINUNICODE
+    0x58: "op_binunicode",  # BINUNICODE  X
+    0x8D: "op_binunicode8",  # BINUNICODE8
+    0x43: "op_short_binbytes",  # SHORT_BINBYTES  C
+    0x42: "op_binbytes",  # BINBYTES  B
+    0x8E: "op_binbytes8",  # BINBYTES8
+    0x96: "op_bytearray8",  # BYTEARRAY8
+    0x52: "op_reduce",  # REDUCE  R
+    0x81: "op_newobj",  # NEWOBJ
+    0x62: "op_build",  # BUILD  b
+}
 
 
 def loads_restricted(data: bytes) -> Any:
     """Unpickle *data* allowing only numpy arrays and plain containers.
 
+    Parameters
+    ----------
+    data : bytes
+        A pickle of protocol 2 to 5.
+
+    Returns
+    -------
+    object
+        What ``pickle.loads(data)`` would return, for data made of numpy arrays, scalars and
+        dtypes and plain Python containers and values. Arrays are built in memory.
+
     Raises
     ------
     pickle.UnpicklingError
-        If the pickle refers to anything outside :data:`ALLOWED_GLOBALS`.
+        If the pickle refers to anything outside :data:`ALLOWED_GLOBALS`, uses an opcode numpy
+        data does not need, or is malformed or truncated.
     """
-    return _RestrictedUnpickler(io.BytesIO(data)).load()
+    buf = data if isinstance(data, bytes) else bytes(data)
+    return _Machine(buf, 0, len(buf), None).run()
+
+
+def _read_pickle(stream: BinaryIO, start: int) -> Any:
+    try:
+        view = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError):  # not a regular file: read it, arrays built in memory
+        stream.seek(0)
+        data = stream.read()
+        return _Machine(data, start, len(data), None).run()
+    with view:
+        return _Machine(view, start, len(view), stream).run()
 
 
 def load_pickled_npy(path: str | Path) -> Any:
     """Load a ``.npy`` file written by ``np.save(path, obj)`` where *obj* is a dict (or any object).
 
-    Plain (non-object) ``.npy`` arrays are loaded as arrays. Object arrays are unpickled with the
-    allow-list of this module; a 0-d object array is unwrapped to the object it holds (as
-    ``np.load(path, allow_pickle=True).item()`` would).
+    Object arrays (the pickled dicts of the reference toolkit) are read with the restricted
+    pickle machine of this module; a 0-d object array is unwrapped to the object it holds (as
+    ``np.load(path, allow_pickle=True).item()`` would). Plain (non-object) ``.npy`` arrays are
+    loaded as arrays.
+
+    Arrays of at least 1 MiB come back as read-only :class:`numpy.memmap` views of the file: no
+    copy is made and pages are read when used (:func:`read_rows` reads only the rows it is
+    given). Smaller arrays are built in memory as numpy builds them. The mapped file must not be
+    rewritten in place while its arrays are in use (replace it, as ``berg fetch`` does).
 
     Parameters
     ----------
@@ -91,20 +1019,23 @@ def load_pickled_npy(path: str | Path) -> Any:
     Raises
     ------
     ModelLoadError
-        If the file is missing, is not a ``.npy`` file, or holds anything that is not data.
+        If the file is missing, is not a ``.npy`` file, is truncated or corrupt, or holds
+        anything that is not data.
     """
     path = Path(path)
     try:
         with open(path, "rb") as stream:
             version = np.lib.format.read_magic(stream)
             if version == (1, 0):
-                _, _, dtype = np.lib.format.read_array_header_1_0(stream)
+                shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
             else:
-                _, _, dtype = np.lib.format.read_array_header_2_0(stream)
+                shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
             if not dtype.hasobject:
+                if prod(shape) * dtype.itemsize >= max(_MAP_THRESHOLD, 1):
+                    return np.load(path, mmap_mode="r", allow_pickle=False)
                 stream.seek(0)
                 return np.load(stream, allow_pickle=False)
-            obj = _RestrictedUnpickler(stream).load()
+            obj = _read_pickle(stream, stream.tell())
     except FileNotFoundError:
         raise ModelLoadError(f"file not found: {path}") from None
     except pickle.UnpicklingError as exc:
@@ -114,3 +1045,36 @@ def load_pickled_npy(path: str | Path) -> Any:
     if isinstance(obj, np.ndarray) and obj.dtype.hasobject and obj.shape == ():
         return obj.item()
     return obj
+
+
+def read_rows(array: np.ndarray, rows: Any) -> np.ndarray:
+    """``array[rows]``, as a new in-memory array; from a memory-mapped array, only those rows.
+
+    Reading rows through a memory map makes the kernel read ahead around each one (on a 0.55 GB
+    weights file, 700 rows of a ``coef_`` read ~150 MB from disk). Here read-ahead is off while
+    the rows are gathered, so only their pages are read, and back on afterwards.
+
+    Parameters
+    ----------
+    array : numpy.ndarray
+        Any array; a :class:`numpy.memmap` from :func:`load_pickled_npy` benefits.
+    rows : array_like of int
+        Indices along the first axis (ascending order reads the file front to back).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``array[rows]`` (a plain, writable array).
+    """
+    mapping = getattr(array, "_mmap", None)  # set by numpy.memmap (on views too)
+    advise = getattr(mapping, "madvise", None)
+    if advise is None or not hasattr(mmap, "MADV_RANDOM"):
+        return np.asarray(array[rows])
+    try:
+        advise(mmap.MADV_RANDOM)
+    except (OSError, ValueError):  # a closed mapping, or a platform that refuses it
+        return np.asarray(array[rows])
+    try:
+        return np.asarray(array[rows])
+    finally:
+        advise(mmap.MADV_NORMAL)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import builtins
+import io
 import os
 import pickle
 import re
+import subprocess
+import sys
 from collections import OrderedDict
 from pathlib import Path
 
@@ -100,6 +104,26 @@ class _ShellCommand:
         return (os.system, (self.command,))
 
 
+class _Eval:
+    """Unpickling this runs ``builtins.eval(source)``."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return (builtins.eval, (self.source,))
+
+
+class _Subprocess:
+    """Unpickling this runs ``subprocess.call(argv)``."""
+
+    def __init__(self, argv: list[str]) -> None:
+        self.argv = argv
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return (subprocess.call, (self.argv,))
+
+
 def _save_malicious(path: Path, payload: object) -> Path:
     np.save(path, {"weights": np.ones(3), "payload": payload})  # type: ignore[arg-type]
     return path
@@ -126,6 +150,41 @@ def test_a_pickle_that_would_call_os_system_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match=r"refusing to load (posix|nt|os)\.system"):
         load_pickled_npy(path)
     assert not sentinel.exists()
+
+
+def test_a_pickle_that_would_eval_is_refused(tmp_path: Path) -> None:
+    sentinel = tmp_path / "eval-ran"
+    path = _save_malicious(tmp_path / "e.npy", _Eval(f"open({str(sentinel)!r}, 'w').close()"))
+    with pytest.raises(ModelLoadError, match=r"refusing to load builtins\.eval"):
+        load_pickled_npy(path)
+    assert not sentinel.exists()
+    np.load(path, allow_pickle=True)  # control: the file really runs eval
+    assert sentinel.exists()
+
+
+def test_a_pickle_that_would_start_a_subprocess_is_refused(tmp_path: Path) -> None:
+    sentinel = tmp_path / "subprocess-ran"
+    argv = [sys.executable, "-c", f"open({str(sentinel)!r}, 'w').close()"]
+    path = _save_malicious(tmp_path / "s.npy", _Subprocess(argv))
+    with pytest.raises(ModelLoadError, match=r"refusing to load subprocess\.call"):
+        load_pickled_npy(path)
+    assert not sentinel.exists()
+    np.load(path, allow_pickle=True)  # control: the file really starts a process
+    assert sentinel.exists()
+
+
+def test_persistent_ids_are_refused() -> None:
+    class _Pickler(pickle.Pickler):
+        def persistent_id(self, obj: object) -> str | None:
+            return "weights" if isinstance(obj, np.ndarray) else None
+
+    for protocol in (2, 4, 5):  # protocol 2 writes BINPERSID, 0 would write PERSID
+        buffer = io.BytesIO()
+        _Pickler(buffer, protocol=protocol).dump({"a": np.arange(3)})
+        with pytest.raises(pickle.UnpicklingError, match="refusing persistent references"):
+            loads_restricted(buffer.getvalue())
+    with pytest.raises(pickle.UnpicklingError, match="refusing persistent references"):
+        loads_restricted(b"\x80\x02Pweights\n.")
 
 
 @pytest.mark.parametrize(

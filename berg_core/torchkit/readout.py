@@ -10,11 +10,13 @@ dicts and computes, for a feature matrix ``X`` of shape ``(B, D)``::
 
 with every operation in float32. The scaler is deliberately not folded into the PCA matrix:
 ``components_ / scale_`` multiplies large and tiny numbers and loses float32 precision. Only the
-rows (outputs) a selection keeps are held in memory.
+rows (outputs) a selection keeps are held in memory; with memory-mapped weights only those rows
+are read from disk, and on the CPU float32 weights are used in place, not copied.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,6 +24,7 @@ import numpy as np
 import torch
 
 from berg_core.errors import ModelLoadError
+from berg_core.safe_npy import read_rows
 
 __all__ = ["PCA_KEYS", "REGRESSION_KEYS", "SCALER_KEYS", "LinearReadout"]
 
@@ -47,6 +50,25 @@ def _float32(array: Any, what: str, source: str) -> np.ndarray:
     if not isinstance(array, np.ndarray) or array.dtype.kind not in "fiu":
         raise ModelLoadError(f"{source}: {what} is not a numeric array ({type(array).__name__})")
     return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def _tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """``torch.from_numpy(array).to(device)``, sharing read-only arrays instead of copying them.
+
+    Weights files are memory-mapped read-only (:mod:`berg_core.safe_npy`); the readout never
+    writes its weights, so on the CPU the tensor simply uses the mapped pages. torch's warning
+    about non-writable arrays is kept from users without using up its once-per-process slot.
+    """
+    if array.flags.writeable:
+        return torch.from_numpy(array).to(device)
+    warn_always = torch.is_warn_always_enabled()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "The given NumPy array is not writable", UserWarning)
+        torch.set_warn_always(True)  # warn (filtered) now rather than spend the warn-once
+        try:
+            return torch.from_numpy(array).to(device)
+        finally:
+            torch.set_warn_always(warn_always)
 
 
 def _require(params: Any, keys: tuple[str, ...], what: str, source: str) -> Mapping[str, Any]:
@@ -181,17 +203,17 @@ class LinearReadout:
                     raise ModelLoadError(
                         f"{source}: selected rows of {name!r} fall outside 0..{coef.shape[0] - 1}"
                     )
-                coef = coef[rows]
-                intercept = intercept[rows]
+                coef = read_rows(coef, rows)  # from a memory-mapped file: only these rows
+                intercept = read_rows(intercept, rows)
             heads[name] = (
-                torch.from_numpy(_float32(coef, f"coef_ of {name!r}", source)).to(device),
-                torch.from_numpy(_float32(intercept, f"intercept_ of {name!r}", source)).to(device),
+                _tensor(_float32(coef, f"coef_ of {name!r}", source), device),
+                _tensor(_float32(intercept, f"intercept_ of {name!r}", source), device),
             )
         return cls(
-            scaler_mean=torch.from_numpy(vectors["scaler_param['mean_']"]).to(device),
-            scaler_scale=torch.from_numpy(vectors["scaler_param['scale_']"]).to(device),
-            pca_mean=torch.from_numpy(vectors["pca_param['mean_']"]).to(device),
-            components=torch.from_numpy(components).to(device),
+            scaler_mean=_tensor(vectors["scaler_param['mean_']"], device),
+            scaler_scale=_tensor(vectors["scaler_param['scale_']"], device),
+            pca_mean=_tensor(vectors["pca_param['mean_']"], device),
+            components=_tensor(components, device),
             heads=heads,
         )
 
