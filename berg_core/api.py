@@ -329,8 +329,10 @@ def load_metadata(
     """Call the entry's metadata loader (or return the card) for a validated subject."""
     if entry.metadata_loader is None:
         return card.to_dict()
+    from berg_core.safe_npy import in_memory
+
     loader = resolve_import_path(entry.metadata_loader, f"metadata loader of {card.model_id}")
-    return loader(card, berg_dir, subject)
+    return in_memory(loader(card, berg_dir, subject))
 
 
 def _check_subject(card: ModelCard, subject: Any) -> Any:

@@ -159,7 +159,9 @@ class EncodingModel(ABC):
         The subject metadata (reference-compatible keys), plus an ``"output"`` entry describing the
         returned arrays: model id, subject, selection, output names and column indices.
         """
-        metadata = dict(self.subject_metadata())
+        from berg_core.safe_npy import in_memory
+
+        metadata = dict(in_memory(self.subject_metadata()))
         selection = self.request.selection
         metadata["output"] = {
             "model_id": self.model_id,

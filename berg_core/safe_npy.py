@@ -43,7 +43,13 @@ except ImportError:  # pragma: no cover - numpy 1.26
     from numpy.core import multiarray as _multiarray  # type: ignore[no-redef]
     from numpy.core import numeric as _numeric  # type: ignore[no-redef]
 
-__all__ = ["ALLOWED_GLOBALS", "load_pickled_npy", "loads_restricted", "read_rows"]
+__all__ = [
+    "ALLOWED_GLOBALS",
+    "in_memory",
+    "load_pickled_npy",
+    "loads_restricted",
+    "read_rows",
+]
 
 #: Byte payloads at least this long are left in the file: arrays made of them are memory-mapped.
 _MAP_THRESHOLD = 1 << 20
@@ -1078,3 +1084,20 @@ def read_rows(array: np.ndarray, rows: Any) -> np.ndarray:
         return np.asarray(array[rows])
     finally:
         advise(mmap.MADV_NORMAL)
+
+
+def in_memory(obj: Any) -> Any:
+    """Copy every memory-mapped array inside *obj* (dicts, lists, tuples) into a writable array.
+
+    Users get metadata they can modify and keep after the file changes; model weights stay
+    mapped.
+    """
+    if isinstance(obj, np.memmap):
+        return np.array(obj)
+    if isinstance(obj, dict):
+        return {key: in_memory(value) for key, value in obj.items()}
+    if isinstance(obj, list):
+        return [in_memory(value) for value in obj]
+    if isinstance(obj, tuple):
+        return tuple(in_memory(value) for value in obj)
+    return obj

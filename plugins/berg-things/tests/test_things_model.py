@@ -188,3 +188,14 @@ def test_registration_imports_no_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_metadata_given_to_users_is_writable_memory(berg):
+    metadata = berg.get_model_metadata(MODEL_ID, subject=1)
+    coords = metadata["fmri"]["voxel_coords"]  # 5 MB: memory-mapped by the loader
+    assert not isinstance(coords, np.memmap) and coords.flags.writeable
+    coords[:] = 0  # a user's in-place edit never reaches the file
+    assert berg.get_model_metadata(MODEL_ID, subject=1)["fmri"]["voxel_coords"].any()
+    model = berg.get_encoding_model(MODEL_ID, subject=1, selection={"roi": "V1"}, device="cpu")
+    _, meta = berg.encode(model, _images(1), return_metadata=True, show_progress=False)
+    assert not isinstance(meta["fmri"]["voxel_coords"], np.memmap)
