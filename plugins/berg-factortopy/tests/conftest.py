@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.metadata
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -34,10 +35,6 @@ from factortopy_testkit import (
 
 from berg_core import BERG, registry
 
-# One thread: the tests' tensors are tiny, and on a shared 2-core machine a second thread waiting
-# for a busy core makes every step several times slower.
-torch.set_num_threads(1)
-
 SUBJECT = 1
 #: Training settings of the synthetic subject: the tiny backbone, a bottleneck as wide as its
 #: layers (so that choosing the right layer matters), a short regulariser decay.
@@ -58,6 +55,27 @@ CONFIG = TrainConfig(
     cache_dtype="float32",
     device="cpu",
 )
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch on one thread, then restore the setting (other plugins' tests share the process).
+
+    The tests' tensors are tiny, and on a shared two-core machine a second thread waiting for a
+    busy core makes every training step several times slower.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    with one_thread():
+        yield
 
 
 def _installed(distribution: str, name: str) -> bool:
@@ -120,7 +138,8 @@ def trained(
 ) -> TrainResult:
     """The encoder trained on the synthetic subject."""
     out = tmp_path_factory.mktemp("checkpoints") / "subj01"
-    return train(data, spheres, out, CONFIG, show_progress=False)
+    with one_thread():  # session fixtures are set up before the per-test _one_thread
+        return train(data, spheres, out, CONFIG, show_progress=False)
 
 
 @pytest.fixture(scope="session")
