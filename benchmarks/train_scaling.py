@@ -9,6 +9,9 @@ float32 targets read from an HDF5 file, solved chunk by chunk (16,384 columns) b
 leave-one-out CV) for ridge; its ridge runs are skipped where they would need more memory than
 ``--sklearn-max-gb`` (estimated as 5 float64 copies of the targets).
 
+A last sweep times the out-of-core scaler + exact PCA on 9,000 images (the NSD training set size)
+at two feature counts, to show its memory does not grow with D.
+
 Every measurement runs in its own subprocess; peak memory is that process's maximum resident set
 size (``ru_maxrss``, which includes the ~100-200 MB of the interpreter and libraries).
 
@@ -90,6 +93,70 @@ def _worker(kind: str, path: str, n: int, vertices: int) -> dict[str, float]:
     return {"seconds": seconds, "peak_mb": peak_mb, "checksum": checksum}
 
 
+def _pca_worker(path: str, n: int, dim: int) -> dict[str, float]:
+    """Out-of-core scaler + PCA(250) of n x dim float32 features stored in HDF5."""
+    import h5py
+    from berg_train.pca import fit_scaler_pca
+
+    base_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    started = time.perf_counter()
+    with h5py.File(path, "r", rdcc_nbytes=0) as h5:
+        result = fit_scaler_pca(
+            h5["features"], n, K, memory_bytes=2e9, chunk_cols=4096, show_progress=False
+        )
+    seconds = time.perf_counter() - started
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {
+        "seconds": seconds,
+        "peak_mb": peak_mb,
+        "base_mb": base_mb,
+        "checksum": float(result.pca_param["explained_variance_ratio_"].sum()),
+    }
+
+
+def _write_features(path: Path, n: int, dim: int, seed: int = 2) -> None:
+    import h5py
+
+    rng = np.random.default_rng(seed)
+    basis = rng.normal(size=(300, 4096)).astype(np.float32)
+    with h5py.File(path, "w") as h5:
+        data = h5.create_dataset("features", (n, dim), "float32", chunks=(64, 4096))
+        for r0 in range(0, n, 512):
+            r1 = min(n, r0 + 512)
+            latent = (rng.normal(size=(r1 - r0, 300)) * np.geomspace(10, 0.1, 300)).astype(
+                np.float32
+            )
+            for c0 in range(0, dim, 4096):
+                c1 = min(dim, c0 + 4096)
+                block = latent @ basis[:, : c1 - c0]
+                block += rng.standard_normal(block.shape, dtype=np.float32)
+                data[r0:r1, c0:c1] = np.maximum(block, 0)  # ReLU-like, as network features
+
+
+def _pca_sweep(quick: bool) -> list[dict]:
+    """PCA on 9,000 images (the NSD training set) x D features: memory is flat in D."""
+    n, dims = (1_000, [4_096, 8_192]) if quick else (9_000, [8_192, 32_768])
+    rows = []
+    print(f"\nscaler + exact PCA({K}) out of core, n = {n} (Gram matrix {n * n * 8 / 1e9:.2f} GB)")
+    with tempfile.TemporaryDirectory() as tmp:
+        for dim in dims:
+            path = Path(tmp) / f"f_{dim}.h5"
+            _write_features(path, n, dim)
+            command = [sys.executable, __file__, "--pca-worker", str(path), str(n), str(dim)]
+            out = subprocess.run(command, capture_output=True, text=True)
+            if out.returncode != 0:
+                print(f"  D = {dim}: failed: {out.stderr.strip().splitlines()[-1:]}")
+                continue
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            print(
+                f"  D = {dim:>7}: {r['seconds']:7.1f} s, peak {r['peak_mb']:6.0f} MB "
+                f"(interpreter and libraries {r['base_mb']:.0f} MB)",
+                flush=True,
+            )
+            rows.append({"sweep": "pca", "n": n, "features": dim, **r})
+    return rows
+
+
 def _measure(kind: str, path: Path, n: int, vertices: int) -> dict[str, float]:
     command = [sys.executable, __file__, "--worker", kind, str(path), str(n), str(vertices)]
     out = subprocess.run(command, capture_output=True, text=True, env={**os.environ})
@@ -125,6 +192,9 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--pca-worker", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--pca-only", action="store_true", help="only the PCA measurement")
+    parser.add_argument("--no-pca", action="store_true", help="skip the PCA measurement")
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
     parser.add_argument("--samples", type=int, default=1000, help="n for the vertex sweep")
     parser.add_argument("--sklearn-max-gb", type=float, default=6.0)
@@ -134,6 +204,15 @@ def main() -> int:
     if args.worker:
         kind, path, n, vertices = args.worker
         print(json.dumps(_worker(kind, path, int(n), int(vertices))))
+        return 0
+    if args.pca_worker:
+        path, n, dim = args.pca_worker
+        print(json.dumps(_pca_worker(path, int(n), int(dim))))
+        return 0
+    if args.pca_only:
+        rows = _pca_sweep(args.quick)
+        if args.out:
+            args.out.write_text(json.dumps(rows, indent=1))
         return 0
     if args.quick:
         vertex_sweep, sample_sweep, n_v, v_s = [5_000, 20_000], [600, 1200], 600, 5_000
@@ -166,6 +245,8 @@ def main() -> int:
                 results[kind] = _measure(kind, path, n, vertices)
             print(_row(sweep, n, vertices, results), flush=True)
             all_results.append({"sweep": sweep, "n": n, "vertices": vertices, **results})
+    if not args.no_pca:
+        all_results += _pca_sweep(args.quick)
     if args.out:
         args.out.write_text(json.dumps(all_results, indent=1))
     return 0

@@ -114,6 +114,7 @@ def run_demo(
                 n_components=k,
                 device=device,
                 model_name="alexnet_untrained_ridge",
+                work_dir=result.work_dir,  # reuses the features and the PCA
                 show_progress=show_progress,
             ),
         )
