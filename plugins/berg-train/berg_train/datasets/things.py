@@ -158,7 +158,10 @@ class ThingsDataset(TrainingDataset):
             if name not in columns:
                 raise InvalidParameterError(f"{self.files['stimuli']} has no column {name!r}")
         trial_type = np.array([r[columns["trial_type"]] for r in rows])
-        self.trial_session = np.array([int(float(r[columns["session"]])) for r in rows])
+        # sessions are numbers ("1") or labels ("ses-things01"): only equality matters
+        labels = np.array([r[columns["session"]].strip() for r in rows])
+        _, self.trial_session = np.unique(labels, return_inverse=True)
+        self.trial_session = self.trial_session.ravel() + 1
         stimulus = np.array([r[columns["stimulus"]] for r in rows])
         concept = np.array([r[columns["concept"]] for r in rows])
         with h5py.File(self.files["responses"], "r") as h5:
