@@ -117,32 +117,15 @@ def run_berg(workdir: Path, device: str, batch_size: int | None, hdf5: bool) -> 
         peak = peak_rss_mb()  # before reading anything back
         with h5py.File(out, "r") as h5:  # read back only the compared columns
             lh, rh = (h5[name][:, COMPARED] for name in ("lh", "rh"))
-        result = _report(
-            workdir,
-            "berg-hdf5",
-            lh,
-            rh,
-            baseline=baseline,
-            load_peak=load_peak,
-            start=start,
-            loaded=loaded,
-            done=done,
-        )
+        timings = {"start": start, "loaded": loaded, "done": done}
+        result = _report(workdir, "berg-hdf5", lh, rh, baseline=baseline, load_peak=load_peak,
+                         **timings)  # fmt: skip
         result["peak_rss_mb"] = peak
         return result
     lh, rh = berg.encode(model, stimulus, show_progress=False)
     done = time.perf_counter()
-    return _report(
-        workdir,
-        "berg",
-        lh,
-        rh,
-        baseline=baseline,
-        load_peak=load_peak,
-        start=start,
-        loaded=loaded,
-        done=done,
-    )
+    timings = {"start": start, "loaded": loaded, "done": done}
+    return _report(workdir, "berg", lh, rh, baseline=baseline, load_peak=load_peak, **timings)
 
 
 def run_naive(workdir: Path, device: str) -> dict:
