@@ -247,40 +247,11 @@ def _cmd_metadata(args: argparse.Namespace) -> int:
     if args.out is None:
         _print_tree(metadata)
         return 0
-    if args.out.exists() and not args.force:
-        raise InvalidParameterError(f"output file {args.out} exists; pass --force to overwrite it")
-    suffix = args.out.suffix.lower()
-    if suffix in (".h5", ".hdf5"):
-        import h5py
+    from berg_core.output import write_metadata
 
-        with h5py.File(args.out, "w") as h5:
-            _write_group(h5, metadata)
-    elif suffix == ".json":
-        args.out.write_text(json.dumps(metadata, default=_jsonable, indent=1))
-    else:
-        raise InvalidParameterError(f"--out {args.out}: use a .h5 or .json file name")
+    write_metadata(metadata, args.out, force=args.force, parameter="--out")
     print(f"wrote {args.out}")
     return 0
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return str(value)
-
-
-def _write_group(group: Any, data: dict[str, Any]) -> None:
-    for key, value in data.items():
-        name = str(key).replace("/", "_")
-        if isinstance(value, dict):
-            _write_group(group.create_group(name), value)
-        else:
-            array = np.asarray(value)
-            if array.dtype.kind in "OU":
-                array = array.astype("S")
-            group.create_dataset(name, data=array)
 
 
 def _print_tree(data: dict[str, Any], indent: int = 0) -> None:
@@ -296,7 +267,7 @@ def _print_tree(data: dict[str, Any], indent: int = 0) -> None:
 
 
 def _cmd_encode(args: argparse.Namespace) -> int:
-    from berg_core.output import write_responses
+    from berg_core.output import check_output_path, write_responses
     from berg_core.stimulus import as_stimulus
 
     selection: dict[str, Any] = {}
@@ -311,8 +282,7 @@ def _cmd_encode(args: argparse.Namespace) -> int:
         if "roi" in selection:
             raise InvalidParameterError("give the ROI with --roi or in --selection, not both")
         selection["roi"] = args.roi[0] if len(args.roi) == 1 else args.roi
-    if args.out.exists() and not args.force:
-        raise InvalidParameterError(f"output file {args.out} exists; pass --force to overwrite it")
+    check_output_path(args.out, force=args.force, parameter="--out")
     if args.reference_image is not None and not args.reference_image.is_file():
         raise InvalidParameterError(f"--reference-image {args.reference_image}: no such file")
     stimulus_path: Path = args.stimulus

@@ -40,9 +40,11 @@ class OutputWriter:
         ``targets(path) -> list[Path]``: the files a write to *path* creates (checked for
         existence before any encoding starts).
     write : callable
-        ``write(responses, path, reference=None) -> list[Path]`` with the tuple of arrays
-        :meth:`EncodingModel.encode` computed (one per output). Columns not selected are written
-        as NaN. *reference* is an optional image the format takes its geometry from.
+        ``write(responses, path, reference=None, force=True) -> list[Path]`` with the tuple of
+        arrays :meth:`EncodingModel.encode` computed (one per output). Columns not selected are
+        written as NaN. *reference* is an optional image the format takes its geometry from.
+        Without *force* an existing target is not replaced. Writers write through
+        :func:`berg_core.output.atomic_outputs`, so a file appears whole or not at all.
     """
 
     description: str

@@ -1,22 +1,310 @@
-"""Writing responses to HDF5, streamed batch by batch so memory stays flat for any N."""
+"""Writing responses to files: HDF5 streamed batch by batch, brain-native formats via plugins.
+
+Every file is written whole or not at all (:func:`atomic_outputs`): under a unique temporary
+name in the target's folder, flushed to disk, then renamed to its final name.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
+import secrets
+import signal
+import socket
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from berg_core.encoder import EncodingModel
-from berg_core.errors import InvalidParameterError
+from berg_core.errors import InvalidParameterError, describe_value
 from berg_core.stimulus import Stimulus
 
-__all__ = ["HDF5_SUFFIXES", "encode_to_hdf5", "scatter_columns", "write_responses"]
+__all__ = [
+    "HDF5_SUFFIXES",
+    "PART_SUFFIX",
+    "atomic_outputs",
+    "check_output_path",
+    "encode_to_hdf5",
+    "scatter_columns",
+    "write_metadata",
+    "write_responses",
+    "write_sources",
+]
 
 #: File-name suffixes written as HDF5 (streamed).
 HDF5_SUFFIXES = (".h5", ".hdf5")
+#: Suffix of the temporary file an output is written to before its rename.
+PART_SUFFIX = ".part"
+#: Longest part of the target's name kept in a temporary name (file names are <= 255 bytes).
+_NAME_IN_PART = 120
+
+
+def _shown(path: str | os.PathLike[str]) -> str:
+    return describe_value(os.fspath(path), limit=300)
+
+
+def check_output_path(
+    path: str | os.PathLike[str], *, force: bool, parameter: str = "output file"
+) -> Path:
+    """Check that *path* can be created as an output file, before any work is done.
+
+    Parameters
+    ----------
+    path : path-like
+        The file to write.
+    force : bool
+        Whether an existing file may be replaced.
+    parameter : str
+        How error messages name *path* (``"--out"`` on the command line).
+
+    Returns
+    -------
+    Path
+        *path* as a :class:`~pathlib.Path`.
+
+    Raises
+    ------
+    InvalidParameterError
+        If *path* is an existing directory, if one of its parents exists but is not a directory,
+        if the nearest existing parent is not writable, or if *path* exists and *force* is false.
+    """
+    path = Path(path)
+    if os.path.isdir(path):
+        raise InvalidParameterError(
+            f"{parameter} {_shown(path)} is a directory; give a file name (for example "
+            f"{_shown(path / 'responses.h5')})"
+        )
+    for parent in path.parents:
+        if not os.path.lexists(parent):
+            continue
+        if not os.path.isdir(parent):
+            raise InvalidParameterError(
+                f"{parameter} {_shown(path)}: its parent {_shown(parent)} is not a directory; "
+                "give a path inside a directory"
+            )
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise InvalidParameterError(
+                f"{parameter} {_shown(path)}: the directory {_shown(parent)} is not writable"
+            )
+        break
+    if os.path.lexists(path) and not force:
+        raise InvalidParameterError(f"output file {path} exists; pass --force to overwrite it")
+    return path
+
+
+def _part_prefix(target: Path) -> str:
+    return f".{target.name[:_NAME_IN_PART]}.berg-"
+
+
+def _host_tag() -> str:
+    return hashlib.sha1(socket.gethostname().encode("utf-8", "surrogatepass")).hexdigest()[:6]
+
+
+def _create_part(target: Path) -> Path:
+    """Create an empty, unique temporary file beside *target* (mode 0666 minus the umask)."""
+    prefix = f"{_part_prefix(target)}{_host_tag()}-{os.getpid()}-"
+    while True:
+        part = target.with_name(f"{prefix}{secrets.token_hex(4)}{PART_SUFFIX}")
+        try:
+            fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:  # pragma: no cover - 32 random bits collided
+            continue
+        os.close(fd)
+        return part
+
+
+def _remove_dead_parts(target: Path) -> list[Path]:
+    """Delete temporary files of *target* left by writers that were killed (``kill -9``).
+
+    Only files created on this host by a process id that no longer exists are removed; files of
+    live writers, of other hosts, or with names berg did not make are left alone.
+    """
+    prefix = f"{_part_prefix(target)}{_host_tag()}-"
+    removed = []
+    try:
+        names = os.listdir(target.parent)
+    except OSError:
+        return removed
+    for name in names:
+        if not (name.startswith(prefix) and name.endswith(PART_SUFFIX)):
+            continue
+        pid_text = name[len(prefix) :].split("-", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid() or _alive(int(pid_text)):
+            continue
+        with contextlib.suppress(OSError):
+            (target.parent / name).unlink()
+            removed.append(target.parent / name)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):  # another user's process, or unknown
+        return True
+    return True
+
+
+def _fsync(path: Path) -> None:
+    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) if path.is_dir() else os.O_RDONLY
+    try:
+        fd = os.open(path, flags)
+    except OSError:  # pragma: no cover - directories cannot be opened on some systems
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - fsync of a directory is refused on some file systems
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _directory_lock(folder: Path) -> Iterator[None]:
+    """Serialise the renames of berg writers in *folder* (``flock``; a no-op where unavailable)."""
+    try:
+        import fcntl
+
+        fd = os.open(folder, os.O_RDONLY)
+    except (ImportError, OSError):  # pragma: no cover - Windows, or a folder that cannot be opened
+        yield
+        return
+    try:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+class _Terminated(SystemExit):
+    """SIGTERM received while writing: unwinds like an exception so temporary files are removed."""
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """Turn SIGTERM into an exception while the block runs (main thread, default handler only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    try:
+        previous = signal.getsignal(signal.SIGTERM)
+    except (AttributeError, ValueError):  # pragma: no cover - no SIGTERM on this platform
+        yield
+        return
+    if previous is not signal.SIG_DFL:
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise _Terminated(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _claim(part: Path, target: Path, force: bool) -> None:
+    """Give *part* the name *target*: replace it with *force*, else fail if it exists."""
+    if force:
+        os.replace(part, target)
+        return
+    try:
+        os.link(part, target)  # atomic: fails if target appeared since it was checked
+    except FileExistsError:
+        raise InvalidParameterError(
+            f"output file {target} exists; pass --force to overwrite it"
+        ) from None
+    except OSError:  # hard links unsupported here: check, then rename (a small race remains)
+        if os.path.lexists(target):
+            raise InvalidParameterError(
+                f"output file {target} exists; pass --force to overwrite it"
+            ) from None
+        os.replace(part, target)
+
+
+@contextlib.contextmanager
+def atomic_outputs(
+    targets: Sequence[str | os.PathLike[str]], *, force: bool
+) -> Iterator[list[Path]]:
+    """Write files whole or not at all: yield temporary paths, rename them to *targets* at the end.
+
+    Each target gets an empty temporary file in its own folder, named
+    ``.<name>.berg-<host>-<pid>-<random>.part``. The caller writes the temporary files; when the
+    block ends without an exception they are flushed to disk (``fsync``) and renamed to their
+    targets in the order given, under an exclusive lock on the folder so that two berg writers
+    never interleave their renames. On any exception, ``KeyboardInterrupt`` and (in the main
+    thread, when no other handler is installed) ``SIGTERM`` included, the temporary files are
+    deleted and no target is touched. A ``kill -9`` can leave a ``.part`` file; the next write
+    to the same target deletes those whose process no longer exists on this host.
+
+    Parameters
+    ----------
+    targets : sequence of path-like
+        Final names, renamed in this order (put last the file whose presence means "complete").
+    force : bool
+        Replace existing targets. Without it a target is claimed with a hard link, which fails
+        if the file appeared meanwhile (no other writer's file is ever overwritten); where hard
+        links are unsupported the check and the rename are two steps.
+
+    Yields
+    ------
+    list of Path
+        One temporary path per target.
+
+    Raises
+    ------
+    InvalidParameterError
+        A target is not a valid output path (see :func:`check_output_path`), its folder cannot
+        be created, or, without *force*, it exists. Targets claimed before the failure are removed.
+    """
+    paths = [check_output_path(t, force=force) for t in targets]
+    parts: list[Path] = []
+    try:
+        with _sigterm_unwinds():
+            for target in paths:
+                try:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    _remove_dead_parts(target)
+                    parts.append(_create_part(target))
+                except OSError as exc:
+                    raise InvalidParameterError(
+                        f"output file {_shown(target)}: cannot create a file there "
+                        f"({exc.strerror or exc})"
+                    ) from None
+            yield list(parts)
+            for part in parts:
+                _fsync(part)
+            folders = sorted({t.parent for t in paths})
+            with contextlib.ExitStack() as stack:
+                for folder in folders:
+                    stack.enter_context(_directory_lock(folder))
+                claimed: list[Path] = []
+                try:
+                    for part, target in zip(parts, paths, strict=True):
+                        _claim(part, target, force)
+                        claimed.append(target)
+                except BaseException:
+                    if not force:  # ours: created by the link above, nobody else could replace it
+                        for target in claimed:
+                            with contextlib.suppress(OSError):
+                                target.unlink()
+                    raise
+            for folder in folders:
+                _fsync(folder)
+    finally:
+        for part in parts:
+            with contextlib.suppress(OSError):
+                part.unlink()
 
 
 def encode_to_hdf5(
@@ -33,8 +321,10 @@ def encode_to_hdf5(
     ``responses``), a dataset ``columns/<output>`` with the index of each column in the model's
     full output space, ``stimulus_sources`` when the images came from files, and attributes
     ``model_id``, ``subject``, ``selection`` (JSON), ``berg_core_version`` and ``plugin``. Rows are
-    written as batches are computed; the file is written under a temporary name and renamed when
-    complete, so an interrupted run never leaves a partial file under *path*.
+    written as batches are computed, into a temporary file renamed to *path* when complete
+    (:func:`atomic_outputs`): an interrupted run never leaves a partial file under *path*, and
+    concurrent writers to the same *path* each write their own file (with *force*, the last
+    rename wins; without it, the second one fails and its file is removed).
 
     Parameters
     ----------
@@ -55,53 +345,167 @@ def encode_to_hdf5(
     Raises
     ------
     InvalidParameterError
-        If *path* exists and *force* is false.
+        If *path* exists and *force* is false, or is not a valid output path
+        (:func:`check_output_path`).
     """
     import h5py
 
     from berg_core import __version__
 
-    path = Path(path)
-    if path.exists() and not force:
-        raise InvalidParameterError(f"output file {path} exists; pass --force to overwrite it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
+    path = check_output_path(path, force=force)
+    model._check_open()
     n = len(stimulus)
-    try:
-        with h5py.File(partial, "w") as h5:
-            datasets = []
-            for name, size in zip(model.output_names, model.output_sizes(), strict=True):
-                chunk_rows = max(1, min(n, model.batch_size))
-                datasets.append(
-                    h5.create_dataset(
-                        name,
-                        shape=(n, size),
-                        dtype="float32",
-                        chunks=(chunk_rows, max(1, min(size, 16384))) if size else None,
-                    )
+    with atomic_outputs([path], force=force) as (part,), h5py.File(part, "w") as h5:
+        datasets = []
+        for name, size in zip(model.output_names, model.output_sizes(), strict=True):
+            chunk_rows = max(1, min(n, model.batch_size))
+            datasets.append(
+                h5.create_dataset(
+                    name,
+                    shape=(n, size),
+                    dtype="float32",
+                    chunks=(chunk_rows, max(1, min(size, 16384))) if size else None,
                 )
-            for name, index in model.column_indices().items():
-                h5.create_dataset(f"columns/{name}", data=np.asarray(index, dtype=np.int64))
-            if stimulus.sources is not None:
-                h5.create_dataset("stimulus_sources", data=np.array(stimulus.sources, dtype="S"))
-            selection = model.request.selection
-            attrs: dict[str, Any] = {
-                "model_id": model.model_id,
-                "subject": "" if model.subject is None else str(model.subject),
-                "selection": json.dumps(selection.as_plain_dict() if selection else {}),
-                "berg_core_version": __version__,
-                "plugin": _plugin_label(model.model_id),
-            }
-            h5.attrs.update(attrs)
-            model._check_open()
-            for start, stop, batch in model._iter_rows(stimulus, show_progress):
-                for dataset, values in zip(datasets, batch, strict=True):
-                    dataset[start:stop] = values
-        os.replace(partial, path)
-    finally:
-        if partial.exists():
-            partial.unlink()
+            )
+        for name, index in model.column_indices().items():
+            h5.create_dataset(f"columns/{name}", data=np.asarray(index, dtype=np.int64))
+        if stimulus.sources is not None:
+            write_sources(h5, stimulus.sources)
+        selection = model.request.selection
+        attrs: dict[str, Any] = {
+            "model_id": model.model_id,
+            "subject": "" if model.subject is None else str(model.subject),
+            "selection": json.dumps(selection.as_plain_dict() if selection else {}),
+            "berg_core_version": __version__,
+            "plugin": _plugin_label(model.model_id),
+        }
+        h5.attrs.update(attrs)
+        for start, stop, batch in model._iter_rows(stimulus, show_progress):
+            for dataset, values in zip(datasets, batch, strict=True):
+                dataset[start:stop] = values
     return path
+
+
+def _path_bytes(text: str) -> bytes:
+    """The bytes of a path string (``os.fsencode``; lone surrogates kept with surrogatepass)."""
+    try:
+        return os.fsencode(text)
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass")
+
+
+def write_sources(h5: Any, sources: Sequence[str]) -> None:
+    """Store the stimulus file names in an open HDF5 file, losslessly.
+
+    ``stimulus_sources`` holds one UTF-8 variable-length string per stimulus. A name whose bytes
+    are not valid UTF-8 (``os.fsdecode`` gave lone surrogates) is written there with each invalid
+    byte as ``\\xNN``, and the file then also holds ``stimulus_sources_bytes``: the exact bytes of
+    every name, as variable-length ``uint8`` arrays.
+    """
+    import h5py
+
+    raw = [_path_bytes(s) for s in sources]
+    text = [b.decode("utf-8", "backslashreplace") for b in raw]
+    h5.create_dataset(
+        "stimulus_sources", data=np.array(text, dtype=object), dtype=h5py.string_dtype("utf-8")
+    )
+    if any(t.encode("utf-8") != b for t, b in zip(text, raw, strict=True)):
+        exact = np.empty(len(raw), dtype=object)
+        exact[:] = [np.frombuffer(b, dtype=np.uint8) for b in raw]
+        h5.create_dataset(
+            "stimulus_sources_bytes", data=exact, dtype=h5py.vlen_dtype(np.dtype(np.uint8))
+        )
+
+
+#: File-name suffixes :func:`write_metadata` writes.
+METADATA_SUFFIXES = (".h5", ".hdf5", ".json")
+
+
+def write_metadata(
+    metadata: dict[str, Any],
+    path: str | os.PathLike[str],
+    *,
+    force: bool = False,
+    parameter: str = "path",
+) -> Path:
+    """Save a metadata dict as HDF5 (``.h5``/``.hdf5``) or JSON (``.json``), whole or not at all.
+
+    HDF5: one group per dict, one dataset per value (a ``/`` in a key becomes ``_``), strings as
+    UTF-8 variable-length strings (characters that cannot be encoded, such as lone surrogates,
+    written as ``\\uXXXX`` escapes). JSON: arrays become lists, other objects their ``str``.
+
+    Parameters
+    ----------
+    metadata : dict
+    path : path-like
+    force : bool
+        Replace an existing file.
+    parameter : str
+        How error messages name *path* (``"--out"`` on the command line).
+
+    Raises
+    ------
+    InvalidParameterError
+        Another suffix, a path that cannot be written (:func:`check_output_path`), an existing
+        file without *force*, or a value the format cannot hold (the message names its key).
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in METADATA_SUFFIXES:
+        raise InvalidParameterError(f"{parameter} {path}: use a .h5 or .json file name")
+    check_output_path(path, force=force, parameter=parameter)
+    with atomic_outputs([path], force=force) as (part,):
+        if suffix == ".json":
+            try:
+                text = json.dumps(metadata, default=_jsonable, indent=1)
+            except (TypeError, ValueError) as exc:
+                raise InvalidParameterError(
+                    f"{parameter} {path}: the metadata cannot be written as JSON ({exc})"
+                ) from None
+            part.write_text(text, encoding="utf-8")
+        else:
+            import h5py
+
+            with h5py.File(part, "w") as h5:
+                _write_group(h5, metadata, f"{parameter} {path}")
+    return path
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
+
+
+def _text(value: Any) -> str:
+    text = value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else str(value)
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _write_group(group: Any, data: dict[str, Any], where: str) -> None:
+    import h5py
+
+    for key, value in data.items():
+        name = str(key).replace("/", "_") or "_"
+        if isinstance(value, dict):
+            _write_group(group.create_group(name), value, where)
+            continue
+        array = np.asarray(value)
+        try:
+            if array.dtype.kind in "OUS":
+                texts = np.array([_text(v) for v in array.ravel().tolist()], dtype=object)
+                group.create_dataset(
+                    name, data=texts.reshape(array.shape), dtype=h5py.string_dtype("utf-8")
+                )
+            else:
+                group.create_dataset(name, data=array)
+        except (TypeError, ValueError) as exc:
+            raise InvalidParameterError(
+                f"{where}: metadata entry {group.name.rstrip('/')}/{name} "
+                f"({describe_value(array)}) cannot be stored in HDF5 ({exc}); use a .json file"
+            ) from None
 
 
 def _plugin_label(model_id: str) -> str:
@@ -143,7 +547,8 @@ def write_responses(
 
     ``.h5``/``.hdf5`` streams into HDF5 (:func:`encode_to_hdf5`); any suffix in
     ``model.output_writers()`` (``.nii.gz`` for volumetric models, ``.func.gii`` for surface
-    models, ...) encodes in memory and hands the arrays to that writer.
+    models, ...) encodes in memory and hands the arrays to that writer, with *force* (writers
+    write through :func:`atomic_outputs`). The target files are checked before encoding starts.
 
     Returns
     -------
@@ -153,10 +558,10 @@ def write_responses(
     Raises
     ------
     InvalidParameterError
-        Unknown suffix (the message lists those this model supports), or an existing file without
-        *force*.
+        Unknown suffix (the message lists those this model supports), an existing file without
+        *force*, or a path that cannot be written (:func:`check_output_path`).
     """
-    path = Path(path)
+    path = check_output_path(path, force=True)
     name = path.name.lower()
     if name.endswith(HDF5_SUFFIXES):
         if reference is not None:
@@ -170,7 +575,8 @@ def write_responses(
             f"output file {path}: {model.model_id} writes files ending in {allowed}"
         )
     writer = writers[suffix]
-    existing = [str(p) for p in writer.targets(path) if Path(p).exists()]
+    targets = [check_output_path(p, force=True) for p in writer.targets(path)]
+    existing = [str(p) for p in targets if os.path.lexists(p)]
     if existing and not force:
         raise InvalidParameterError(
             f"output file(s) {', '.join(existing)} exist; pass --force to overwrite them"
@@ -178,5 +584,4 @@ def write_responses(
     responses = model.encode(stimulus, show_progress=show_progress)
     if not isinstance(responses, tuple):
         responses = (responses,)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return [Path(p) for p in writer.write(responses, path, reference=reference)]
+    return [Path(p) for p in writer.write(responses, path, reference=reference, force=force)]

@@ -108,8 +108,10 @@ class FactorTopyEncodingModel(EncodingModel):
 
         columns = self.column_indices()
 
-        def write(responses: tuple[Any, ...], path: Any, reference: Any = None) -> list[Path]:
-            return write_gifti(responses, columns, path)
+        def write(
+            responses: tuple[Any, ...], path: Any, reference: Any = None, force: bool = True
+        ) -> list[Path]:
+            return write_gifti(responses, columns, path, force=force)
 
         writer = OutputWriter("fsaverage GIFTI, one file per hemisphere", gifti_paths, write)
         return {".func.gii": writer}

@@ -90,12 +90,14 @@ class NSDEncodingModel(FeatureReadoutModel):
 
         columns = self.column_indices()
 
-        def write(responses: tuple[np.ndarray, ...], path: Any, reference: Any = None) -> list[Any]:
+        def write(
+            responses: tuple[np.ndarray, ...], path: Any, reference: Any = None, force: bool = True
+        ) -> list[Any]:
             if reference is not None:
                 raise InvalidParameterError(
                     "--reference-image is for volumetric output; fsaverage GIFTI needs none"
                 )
-            return write_gifti((responses[0], responses[1]), columns, path)
+            return write_gifti((responses[0], responses[1]), columns, path, force=force)
 
         writer = OutputWriter(
             "fsaverage GIFTI, <name>_hemi-L.func.gii and <name>_hemi-R.func.gii", gifti_paths, write

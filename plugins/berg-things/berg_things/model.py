@@ -48,8 +48,12 @@ class ThingsModel(FeatureReadoutModel):
         coords = self._metadata["fmri"]["voxel_coords"]
         columns = self.column_indices()["responses"]
 
-        def write(responses: tuple[Any, ...], path: Any, reference: Any = None) -> list[Any]:
-            return [write_nifti(responses[0], columns, coords, path, reference=reference)]
+        def write(
+            responses: tuple[Any, ...], path: Any, reference: Any = None, force: bool = True
+        ) -> list[Any]:
+            return [
+                write_nifti(responses[0], columns, coords, path, reference=reference, force=force)
+            ]
 
         writer = OutputWriter("4-D NIfTI volume, one volume per stimulus", lambda p: [p], write)
         return {".nii.gz": writer, ".nii": writer}

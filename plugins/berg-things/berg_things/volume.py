@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 from pathlib import Path
 
 import numpy as np
 
 from berg_core import InvalidParameterError
-from berg_core.output import scatter_columns
+from berg_core.output import atomic_outputs, scatter_columns
 
 __all__ = ["responses_to_volume", "write_nifti"]
 
@@ -53,6 +54,7 @@ def write_nifti(
     path: str | os.PathLike[str],
     *,
     reference: str | os.PathLike[str] | None = None,
+    force: bool = True,
 ) -> Path:
     """Write responses as a 4-D NIfTI-1 image, one volume per stimulus.
 
@@ -60,6 +62,11 @@ def write_nifti(
     volume takes the reference's spatial shape, affine and header units. Without one, the volume
     is the bounding box of ``voxel_coords`` (``max + 1`` along each axis) with an identity affine,
     i.e. in voxel-index space: overlay it only on images in the same voxel grid.
+
+    A path ending in ``.gz`` is gzip-compressed (level 1, as nibabel). The image is written to a
+    temporary file renamed to *path* when complete (:func:`berg_core.output.atomic_outputs`):
+    *path* never holds a truncated image. Without *force*, an existing *path* raises
+    InvalidParameterError and nothing is written.
     """
     import nibabel as nib
 
@@ -78,5 +85,11 @@ def write_nifti(
     image.set_data_dtype(np.float32)
     image.header["descrip"] = b"berg in silico fMRI responses"
     path = Path(path)
-    nib.save(image, path)
+    with atomic_outputs([path], force=force) as (part,), open(part, "wb") as raw:
+        if path.name.lower().endswith(".gz"):
+            # the gzip header names the final file (not the temporary one), mtime 0
+            with gzip.GzipFile(path.name[:-3], "wb", 1, raw, mtime=0) as stream:
+                image.to_file_map(image.make_file_map({"image": stream}))
+        else:
+            image.to_file_map(image.make_file_map({"image": raw}))
     return path
