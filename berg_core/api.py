@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import inspect
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from berg_core.arguments import (
+    require_device,
+    require_flag,
+    require_int,
+    require_name,
+    require_names,
+    require_path,
+    require_real,
+    scalar_value,
+)
 from berg_core.cards import ModelCard
 from berg_core.encoder import EncodingModel, LoadRequest
 from berg_core.errors import InvalidParameterError, ModelLoadError, describe_value
+from berg_core.parameters import describe_parameters, parameters_by_function
 from berg_core.registry import ModelEntry, Registry, get_registry, resolve_import_path
 from berg_core.schemas import validate_selection
 from berg_core.stimulus import as_stimulus
@@ -18,7 +31,6 @@ from berg_core.stimulus import as_stimulus
 __all__ = ["BERG", "default_berg_dir"]
 
 BERG_DIR_ENV = "BERG_DIR"
-_DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
 def default_berg_dir() -> Path:
@@ -50,7 +62,10 @@ class BERG:
     """
 
     def __init__(self, berg_dir: str | os.PathLike[str] | None = None) -> None:
-        self.berg_dir = Path(berg_dir).expanduser() if berg_dir is not None else default_berg_dir()
+        if berg_dir is None:
+            self.berg_dir = default_berg_dir()
+        else:
+            self.berg_dir = require_path(berg_dir, "berg_dir")
 
     def __repr__(self) -> str:
         return f"BERG(berg_dir={str(self.berg_dir)!r})"
@@ -82,10 +97,12 @@ class BERG:
         """
         if isinstance(pattern, bool):  # reference order: list_models(expand_brainscore_vision)
             expand_brainscore_vision, pattern = pattern, None
-        families = list(expand)
-        if expand_brainscore_vision:
+        if pattern is not None:
+            pattern = require_name(pattern, "pattern", "a wildcard pattern or substring")
+        families = [] if expand is None else require_names(expand, "expand", "a model family id")
+        if require_flag(expand_brainscore_vision, "expand_brainscore_vision"):
             families.append("brainscore_vision")
-        if expand_brainscore_language:
+        if require_flag(expand_brainscore_language, "expand_brainscore_language"):
             families.append("brainscore_language")
         return self.registry.model_ids(pattern, expand=families)
 
@@ -97,6 +114,7 @@ class BERG:
         dict of str to list of str
             ``{modality: sorted training datasets}``; printed as a tree if *print_format*.
         """
+        print_format = require_flag(print_format, "print_format")
         catalog: dict[str, set[str]] = {}
         for entry in self.registry.models.values():
             catalog.setdefault(entry.card.modality, set()).add(entry.card.training_dataset)
@@ -111,12 +129,24 @@ class BERG:
         return result
 
     def describe(self, model_id: str, print_format: bool = True) -> dict[str, Any]:
-        """The model's card as a dict (printed when *print_format*, as the reference does)."""
-        entry, card = self.registry.resolve(model_id)
+        """The model's card as a dict (printed when *print_format*, as the reference does).
+
+        Returns
+        -------
+        dict
+            The card's fields (:meth:`ModelCard.to_dict`), ``distribution`` (the plugin),
+            ``selection_keys``, and the reference toolkit's ``parameters`` entry (valid values
+            of ``subject``, of each selection key, of ``device`` ...; see
+            :mod:`berg_core.parameters`) with ``parameters_by_function``.
+        """
+        print_format = require_flag(print_format, "print_format")
+        entry, card = self._resolve(model_id)
         info = card.to_dict()
         info["distribution"] = entry.plugin.label
         schema = entry.resolve_schema()
         info["selection_keys"] = list(schema.model_fields) if schema is not None else []
+        info["parameters"] = describe_parameters(card, schema)
+        info["parameters_by_function"] = parameters_by_function(info["parameters"])
         if print_format:
             from berg_core.cli import format_card
 
@@ -162,7 +192,7 @@ class BERG:
         ModelNotFoundError, InvalidParameterError, ModelLoadError, PluginError
         """
         entry, request = self._request(model_id, subject, selection, device, kwargs)
-        if download and request.card.files:
+        if require_flag(download, "download") and request.card.files:
             from berg_core.fetch import fetch_files
 
             fetch_files(request.card.files_for(request.subject), self.berg_dir)
@@ -209,8 +239,30 @@ class BERG:
         ------
         ModelNotFoundError, InvalidParameterError, ModelLoadError
         """
-        from berg_core.fetch import fetch_model
+        from berg_core.fetch import fetch_files, fetch_model
 
+        self._resolve(model_id)
+        if base_url is not None:
+            base_url = require_name(base_url, "base_url", "a mirror URL")
+        show_progress = require_flag(show_progress, "show_progress")
+        accepted = [
+            p.name
+            for p in inspect.signature(fetch_files).parameters.values()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY
+        ]
+        unknown = sorted(set(options) - set(accepted))
+        if unknown:
+            raise InvalidParameterError(
+                f"fetch() got unexpected option(s) {', '.join(unknown)}; options it accepts: "
+                f"{', '.join(accepted)}"
+            )
+        checks = {
+            "retries": lambda v: require_int(v, "retries", minimum=0),
+            "backoff": lambda v: require_real(v, "backoff"),
+            "timeout": lambda v: require_real(v, "timeout", positive=True),
+            "verify_etag": lambda v: require_flag(v, "verify_etag"),
+        }
+        options = {k: checks[k](v) if k in checks else v for k, v in options.items()}
         return fetch_model(
             model_id,
             subject,
@@ -220,6 +272,17 @@ class BERG:
             **options,
         )
 
+    def _resolve(self, model_id: Any) -> tuple[ModelEntry, ModelCard]:
+        """The registry entry and card of *model_id*, which must be a string."""
+        if isinstance(model_id, np.str_):
+            model_id = str(model_id)
+        if not isinstance(model_id, str):
+            raise InvalidParameterError(
+                f"model_id = {describe_value(model_id)} is not valid; expected a model id "
+                f"string (see list_models())"
+            )
+        return self.registry.resolve(model_id)
+
     def _request(
         self,
         model_id: str,
@@ -228,19 +291,21 @@ class BERG:
         device: str,
         options: dict[str, Any],
     ) -> tuple[ModelEntry, LoadRequest]:
-        entry, card = self.registry.resolve(model_id)
+        entry, card = self._resolve(model_id)
+        model_id = card.model_id
         subject = _check_subject(card, subject)
-        if not isinstance(device, str) or not _DEVICE_PATTERN.match(device):
-            raise InvalidParameterError(
-                f"device = {describe_value(device)} is not valid; expected 'auto', 'cpu', "
-                f"'cuda', 'cuda:N' or 'mps'"
-            )
+        device = require_device(device)
         unknown = sorted(set(options) - set(card.options))
         if unknown:
             accepted = ", ".join(card.options) or "none"
             raise InvalidParameterError(
                 f"get_encoding_model() got unexpected option(s) {', '.join(unknown)} for "
                 f"{model_id}; options it accepts: {accepted}"
+            )
+        if selection is not None and not isinstance(selection, Mapping):
+            raise InvalidParameterError(
+                f"selection = {describe_value(selection)} is not valid for {model_id}; expected "
+                f"a dict (or None)"
             )
         schema = entry.resolve_schema()
         if schema is None:
@@ -273,6 +338,7 @@ class BERG:
         stimulus: Any,
         return_metadata: bool = False,
         show_progress: bool = True,
+        **kwargs: Any,
     ) -> Any:
         """Generate in silico responses of *model* to *stimulus*.
 
@@ -299,6 +365,14 @@ class BERG:
             raise InvalidParameterError(
                 f"model is a {type(model).__name__}; expected a model from get_encoding_model()"
             )
+        if kwargs:
+            raise InvalidParameterError(
+                f"encode() got unexpected argument(s) {', '.join(sorted(kwargs))}; it takes "
+                f"model, stimulus, return_metadata and show_progress (model options such as "
+                f"batch_size are given to get_encoding_model, when the model's card lists them)"
+            )
+        return_metadata = require_flag(return_metadata, "return_metadata")
+        show_progress = require_flag(show_progress, "show_progress")
         responses = model.encode(as_stimulus(stimulus), show_progress=show_progress)
         if return_metadata:
             return responses, model.response_metadata()
@@ -318,7 +392,7 @@ class BERG:
                 f"get_model_metadata() got unexpected argument(s) {', '.join(sorted(kwargs))}; "
                 f"it takes model_id and subject"
             )
-        entry, card = self.registry.resolve(model_id)
+        entry, card = self._resolve(model_id)
         subject = _check_subject(card, subject)
         return load_metadata(entry, card, self.berg_dir, subject)
 
@@ -346,15 +420,15 @@ def _check_subject(card: ModelCard, subject: Any) -> Any:
         return None
     if subject is None:
         raise InvalidParameterError(f"subject is required for {card.model_id}; valid: {shown}")
-    if isinstance(subject, bool):
+    try:  # a numpy scalar or 0-d array (numpy, torch) stands for its value
+        candidate = scalar_value(subject)
+    except ValueError as exc:
         raise InvalidParameterError(
-            f"subject = {subject!r} is not a subject of {card.model_id}; valid: {shown}"
-        )
-    candidate = subject
-    if hasattr(candidate, "item") and not isinstance(candidate, str):  # numpy scalars
-        candidate = candidate.item()
-    for value in valid:
-        if candidate == value and type(candidate) is type(value):
+            f"subject = {describe_value(subject)} is not a subject of {card.model_id}: {exc}; "
+            f"give one subject, one of {shown}"
+        ) from None
+    for value in valid:  # the type first: True is not 1, 1.0 is not 1, '1' is not 1
+        if type(candidate) is type(value) and candidate == value:
             return value
     raise InvalidParameterError(
         f"subject = {describe_value(subject)} is not a subject of {card.model_id}; valid: {shown}"

@@ -1,10 +1,19 @@
-"""The ``berg`` command line."""
+"""The ``berg`` command line.
+
+Exit status: 0 on success; 2 for a usage error (an option missing or malformed, detected before
+anything runs: argparse's messages, and ``berg: error: ...`` for values checked here); 1 for an
+error at run time (``berg: error: ...``: unknown model, invalid subject or selection for the
+model, missing or corrupt file, output exists ...); 130 when interrupted. An unexpected exception
+(a bug) prints ``berg: internal error: ...`` and exits with 1; set ``BERG_DEBUG=1`` to get its
+traceback instead.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
 import sys
 import textwrap
 from collections.abc import Sequence
@@ -13,9 +22,18 @@ from typing import Any
 
 import numpy as np
 
-from berg_core.errors import BergError, InvalidParameterError, StimulusError
+from berg_core.errors import BergError, InvalidParameterError, StimulusError, describe_value
 
-__all__ = ["format_card", "main"]
+__all__ = ["UsageError", "format_card", "main"]
+
+#: Set to 1 to let unexpected exceptions propagate with their traceback.
+DEBUG_ENV = "BERG_DEBUG"
+#: A subject given as digits (ASCII only: ``str.isdigit`` also accepts ``'²'``) is an integer.
+_INTEGER = re.compile(r"[+-]?[0-9]{1,18}", re.ASCII)
+
+
+class UsageError(InvalidParameterError):
+    """A command-line option has a value the command cannot use (exit status 2)."""
 
 
 def format_card(info: dict[str, Any]) -> str:
@@ -95,13 +113,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--stimulus",
         required=True,
-        type=Path,
+        type=_path,
         help="a folder of images, an image file, or a .npy array (N, 3, H, W)",
     )
     p.add_argument("--roi", nargs="+", help="ROI name(s) for selection['roi']")
     p.add_argument("--selection", help='selection as JSON, e.g. \'{"roi": "V1v"}\'')
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    p.add_argument("--batch-size", type=int, help="images per forward pass")
+    p.add_argument("--device", default="auto", type=_device, help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--batch-size", type=_positive_int, help="images per forward pass (>= 1)")
     p.add_argument(
         "--out",
         required=True,
@@ -111,7 +129,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--reference-image",
-        type=Path,
+        type=_path,
         help="NIfTI image giving the volume's shape and affine (volumetric output only)",
     )
     p.add_argument("--force", action="store_true", help="overwrite --out")
@@ -165,7 +183,39 @@ def _add_plugin_commands(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``berg`` command; return its exit status."""
+    """Run the ``berg`` command; return its exit status (see the module docstring)."""
+    try:
+        return _run(argv)
+    except UsageError as exc:
+        print(f"berg: error: {exc}", file=sys.stderr)
+        return 2
+    except BergError as exc:
+        print(f"berg: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("berg: interrupted", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print("berg: error: out of memory", file=sys.stderr)
+        return 1
+    except OSError as exc:  # the system refused: permissions, disk full, ...
+        if os.environ.get(DEBUG_ENV) == "1":
+            raise
+        print(f"berg: error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        if os.environ.get(DEBUG_ENV) == "1":
+            raise
+        print(
+            f"berg: internal error: {type(exc).__name__}: {exc}\n"
+            f"This is a bug in berg or one of its plugins; please report it with the command you "
+            f"ran. Run it again with {DEBUG_ENV}=1 to see the traceback.",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.version:
@@ -176,22 +226,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    try:
-        command = getattr(args, "plugin_command", None)
-        if command is not None:
-            from berg_core.registry import resolve_import_path
+    command = getattr(args, "plugin_command", None)
+    if command is not None:
+        from berg_core.registry import resolve_import_path
 
-            run = resolve_import_path(command.run, f"run of 'berg {' '.join(command.words)}'")
-            return int(run(args) or 0)
-        if args.command not in _COMMANDS:  # a command group given without its subcommand
-            parser.parse_args([args.command, "--help"])
-        return _COMMANDS[args.command](args)
-    except BergError as exc:
-        print(f"berg: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("berg: interrupted", file=sys.stderr)
-        return 130
+        run = resolve_import_path(command.run, f"run of 'berg {' '.join(command.words)}'")
+        return int(run(args) or 0)
+    if args.command not in _COMMANDS:  # a command group given without its subcommand
+        parser.parse_args([args.command, "--help"])
+    return _COMMANDS[args.command](args)
 
 
 def _berg(args: argparse.Namespace) -> Any:
@@ -237,9 +280,68 @@ def _cmd_describe(args: argparse.Namespace) -> int:
 
 
 def _subject(value: str | None) -> int | str | None:
+    """``--subject``: digits are an integer subject, anything else a subject name."""
     if value is None:
         return None
-    return int(value) if value.lstrip("-").isdigit() else value
+    return int(value) if _INTEGER.fullmatch(value) else value
+
+
+def _positive_int(text: str) -> int:
+    """argparse type of counts (``--batch-size``): an integer >= 1."""
+    if not _INTEGER.fullmatch(text) or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return int(text)
+
+
+def _path(text: str) -> Path:
+    """argparse type of file and folder options: a non-empty path."""
+    if not text:
+        raise argparse.ArgumentTypeError("must be a path, got an empty string")
+    return Path(text)
+
+
+def _device(text: str) -> str:
+    """argparse type of ``--device``."""
+    from berg_core.arguments import require_device
+
+    try:
+        return require_device(text)
+    except InvalidParameterError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _selection(text: str) -> dict[str, Any]:
+    """``--selection``: a JSON object."""
+    try:
+        selection = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise UsageError(f"--selection is not valid JSON: {reason}") from None
+    if not isinstance(selection, dict):
+        raise UsageError(
+            f'--selection must be a JSON object such as \'{{"roi": "V1v"}}\', got '
+            f"{describe_value(text)}"
+        )
+    return selection
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    """The array of a ``.npy`` stimulus file, memory-mapped; never unpickles anything."""
+    try:
+        with path.open("rb") as stream:
+            magic = stream.read(6)
+        size = path.stat().st_size
+        array = None
+        if magic == b"\x93NUMPY":
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, EOFError, OSError) as exc:  # pickles, truncated or unreadable files
+        raise StimulusError(f"--stimulus {path}: not a plain numeric .npy array ({exc})") from None
+    if array is None:
+        raise StimulusError(
+            f"--stimulus {path}: not a .npy file ({size} bytes, without the NumPy header); give "
+            f"an array saved with numpy.save, an image file or a folder"
+        )
+    return array
 
 
 def _cmd_metadata(args: argparse.Namespace) -> int:
@@ -270,29 +372,17 @@ def _cmd_encode(args: argparse.Namespace) -> int:
     from berg_core.output import check_output_path, write_responses
     from berg_core.stimulus import as_stimulus
 
-    selection: dict[str, Any] = {}
-    if args.selection:
-        try:
-            selection = json.loads(args.selection)
-        except json.JSONDecodeError as exc:
-            raise InvalidParameterError(f"--selection is not valid JSON: {exc}") from None
-        if not isinstance(selection, dict):
-            raise InvalidParameterError("--selection must be a JSON object")
+    selection = _selection(args.selection) if args.selection is not None else {}
     if args.roi:
         if "roi" in selection:
-            raise InvalidParameterError("give the ROI with --roi or in --selection, not both")
+            raise UsageError("give the ROI with --roi or in --selection, not both")
         selection["roi"] = args.roi[0] if len(args.roi) == 1 else args.roi
     check_output_path(args.out, force=args.force, parameter="--out")
     if args.reference_image is not None and not args.reference_image.is_file():
         raise InvalidParameterError(f"--reference-image {args.reference_image}: no such file")
     stimulus_path: Path = args.stimulus
     if stimulus_path.suffix.lower() == ".npy" and stimulus_path.is_file():
-        try:
-            stimulus: Any = np.load(stimulus_path, mmap_mode="r", allow_pickle=False)
-        except ValueError as exc:  # object arrays (pickles) and corrupt files
-            raise StimulusError(
-                f"--stimulus {stimulus_path}: not a plain numeric .npy array ({exc})"
-            ) from None
+        stimulus: Any = _read_npy(stimulus_path)
     else:
         stimulus = stimulus_path
     stimulus = as_stimulus(stimulus)
@@ -305,8 +395,6 @@ def _cmd_encode(args: argparse.Namespace) -> int:
     )
     with model:
         if args.batch_size is not None:
-            if args.batch_size < 1:
-                raise InvalidParameterError(f"--batch-size must be >= 1, got {args.batch_size}")
             model.batch_size = args.batch_size
         paths = write_responses(
             model,

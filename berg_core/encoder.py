@@ -229,6 +229,52 @@ class EncodingModel(ABC):
         if start != n:
             raise PluginError(f"{type(self).__name__}.encode_batches covered {start} of {n} images")
 
+    def generate_response(
+        self, stimulus: Any, show_progress: bool = True
+    ) -> np.ndarray | tuple[np.ndarray, ...]:
+        """Reference-toolkit name of ``BERG.encode(model, stimulus)``.
+
+        *stimulus* is anything :func:`berg_core.stimulus.as_stimulus` reads (arrays, folders,
+        image files, PIL images), checked as :meth:`BERG.encode` checks it.
+        """
+        from berg_core.arguments import require_flag
+        from berg_core.stimulus import as_stimulus
+
+        show_progress = require_flag(show_progress, "show_progress")
+        return self.encode(as_stimulus(stimulus), show_progress=show_progress)
+
+    # -- reference-toolkit model methods ----------------------------------------------------
+    def get_model_id(self) -> str:
+        """The id this model was loaded as (reference-toolkit name of :attr:`model_id`)."""
+        return self.model_id
+
+    def describe(self, print_format: bool = True) -> dict[str, Any]:
+        """What ``BERG.describe(model_id)`` returns for this model (printed when *print_format*).
+
+        Returns
+        -------
+        dict
+            The card, with the reference toolkit's ``parameters`` entry.
+        """
+        return self._berg().describe(self.model_id, print_format=print_format)
+
+    def get_metadata(self) -> dict[str, Any]:
+        """The subject's metadata, as ``BERG.get_model_metadata(model_id, subject)`` returns it.
+
+        Read from ``berg_dir`` again (a fresh, writable copy); works after :meth:`close` too.
+
+        Raises
+        ------
+        ModelLoadError
+            The metadata file is missing or unsafe.
+        """
+        return self._berg().get_model_metadata(self.model_id, subject=self.subject)
+
+    def _berg(self) -> Any:
+        from berg_core.api import BERG
+
+        return BERG(self.request.berg_dir)
+
     # -- lifetime ---------------------------------------------------------------------------
     def close(self) -> None:
         """Free the model's memory. The model cannot encode afterwards."""

@@ -55,5 +55,10 @@ def describe_value(value: object, limit: int = 60) -> str:
             return f"array(shape={value.shape}, dtype={value.dtype})"
     except ImportError:  # pragma: no cover - numpy is a hard dependency
         pass
-    text = repr(value)
+    try:
+        text = repr(value)
+    except Exception:  # an int too long to print (> 4300 digits), a failing __repr__
+        if isinstance(value, int):
+            return f"<int of {value.bit_length()} bits>"
+        return f"<{type(value).__name__} object>"
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -8,20 +8,68 @@ loader, which turns it into indices (the schema's :meth:`SelectionSchema.resolve
 
 Building blocks for common keys are provided: :func:`one_of` (a name from a list, with aliases),
 :func:`names_from` (one name or a list of names) and :func:`binary_mask` (a 0/1 vector of fixed
-length, returned as a boolean array).
+length, returned as a boolean array). Each carries a :class:`ValueSpec` saying what it accepts,
+from which :meth:`SelectionSchema.describe_properties` builds the reference toolkit's
+``parameters["selection"]["properties"]`` entry of ``describe()``.
 """
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic.fields import FieldInfo
 
 from berg_core.errors import InvalidParameterError, describe_value
 
-__all__ = ["SelectionSchema", "binary_mask", "names_from", "one_of", "validate_selection"]
+__all__ = [
+    "SelectionSchema",
+    "ValueSpec",
+    "binary_mask",
+    "names_from",
+    "one_of",
+    "validate_selection",
+]
+
+
+@dataclass(frozen=True, eq=False)  # hashed by identity: typing hashes Annotated metadata
+class ValueSpec:
+    """What a selection key accepts, as ``describe()`` reports it (kept in ``Annotated`` metadata).
+
+    Attributes
+    ----------
+    type : str
+        Type name in the reference cards' spelling (``"str"``, ``"list[str]"``,
+        ``"numpy.ndarray"``).
+    description : str
+        One sentence for users.
+    valid_values : tuple, optional
+        Every accepted value, when they can be listed.
+    example : object, optional
+        A valid value.
+    extra : dict
+        Further facts (``aliases``, ``shape``), added to the entry as they are.
+    """
+
+    type: str
+    description: str
+    valid_values: tuple[Any, ...] | None = None
+    example: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The entry of ``parameters["selection"]["properties"]`` (plain lists, no tuples)."""
+        entry: dict[str, Any] = {"type": self.type, "description": self.description}
+        if self.valid_values is not None:
+            entry["valid_values"] = list(self.valid_values)
+        if self.example is not None:
+            entry["example"] = self.example
+        entry.update(self.extra)
+        return entry
 
 
 class SelectionSchema(BaseModel):
@@ -46,6 +94,65 @@ class SelectionSchema(BaseModel):
                 value = list(value)
             plain[key] = value
         return plain
+
+    @classmethod
+    def describe_properties(cls) -> dict[str, dict[str, Any]]:
+        """What each selection key accepts, in the reference cards' structure.
+
+        Returns
+        -------
+        dict of str to dict
+            ``{key: {"type", "description", "required", "valid_values"?, "example"?, ...}}`` in
+            field order. ``valid_values`` is present when the key's values can be listed (names
+            from :func:`one_of` / :func:`names_from`, ``Literal`` types). A field's own
+            ``Field(description=..., examples=[...])`` overrides the building block's.
+        """
+        return {name: _describe_field(info) for name, info in cls.model_fields.items()}
+
+
+def _value_specs(annotation: Any) -> list[ValueSpec]:
+    """Every :class:`ValueSpec` in *annotation*, looking through ``Annotated`` and unions."""
+    found: list[ValueSpec] = []
+    for metadata in getattr(annotation, "__metadata__", ()):
+        if isinstance(metadata, ValueSpec):
+            found.append(metadata)
+    for argument in typing.get_args(annotation):
+        if not isinstance(argument, ValueSpec):
+            found.extend(_value_specs(argument))
+    return found
+
+
+def _type_name(annotation: Any) -> str:
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) is typing.Union or type(annotation).__name__ == "UnionType":
+        return " or ".join(_type_name(a) for a in args) if args else "None"
+    if isinstance(annotation, type):
+        module = annotation.__module__
+        return (
+            annotation.__qualname__ if module == "builtins" else f"{module}.{annotation.__name__}"
+        )
+    return str(annotation).replace("typing.", "")
+
+
+def _describe_field(info: FieldInfo) -> dict[str, Any]:
+    specs = [m for m in info.metadata if isinstance(m, ValueSpec)] or _value_specs(info.annotation)
+    if specs:
+        entry = specs[0].as_dict()
+    else:
+        entry = {"type": _type_name(info.annotation), "description": ""}
+        literals = [
+            a
+            for a in (info.annotation, *typing.get_args(info.annotation))
+            if typing.get_origin(a) is typing.Literal
+        ]
+        if literals:
+            entry["valid_values"] = [v for lit in literals for v in typing.get_args(lit)]
+    if info.description:
+        entry["description"] = info.description
+    if info.examples:
+        entry["example"] = info.examples[0]
+    entry["required"] = info.is_required()
+    return entry
 
 
 def _format_choices(choices: Sequence[object], limit: int = 40) -> str:
@@ -79,7 +186,14 @@ def one_of(
             raise ValueError(f"is not {what} of {{model_id}}; valid: {_format_choices(valid)}")
         return value
 
-    return Annotated[str, BeforeValidator(check)]
+    spec = ValueSpec(
+        type="str",
+        description=f"{what[0].upper()}{what[1:]} (one name from valid_values).",
+        valid_values=valid,
+        example=valid[0] if valid else None,
+        extra={"aliases": alias_map} if alias_map else {},
+    )
+    return Annotated[str, BeforeValidator(check), spec]
 
 
 def names_from(
@@ -91,6 +205,7 @@ def names_from(
     """
     single = one_of(choices, what=what, aliases=aliases)
     check_one = single.__metadata__[0].func
+    one: ValueSpec = single.__metadata__[1]
 
     def check(value: Any) -> tuple[str, ...]:
         if isinstance(value, str):
@@ -101,7 +216,14 @@ def names_from(
             raise ValueError("must name at least one value (an empty list selects nothing)")
         return tuple(check_one(v) for v in value)
 
-    return Annotated[tuple[str, ...], BeforeValidator(check)]
+    spec = ValueSpec(
+        type="list[str]",
+        description=f"{what[0].upper()}{what[1:]}, or a non-empty list of them (order kept).",
+        valid_values=one.valid_values,
+        example=list(one.valid_values[:2]) if one.valid_values else None,
+        extra=one.extra,
+    )
+    return Annotated[tuple[str, ...], BeforeValidator(check), spec]
 
 
 def binary_mask(length: int) -> Any:
@@ -136,7 +258,16 @@ def binary_mask(length: int) -> Any:
         array.setflags(write=False)
         return array
 
-    return Annotated[np.ndarray, BeforeValidator(check)]
+    spec = ValueSpec(
+        type="numpy.ndarray",
+        description=(
+            f"Binary one-hot vector (list or numpy array of 0/1) of length {length:,}; "
+            f"the columns where it is 1 are computed."
+        ),
+        example=f"[0, 0, ..., 1, 1, 0] (length {length})",
+        extra={"shape": [length]},
+    )
+    return Annotated[np.ndarray, BeforeValidator(check), spec]
 
 
 def validate_selection(

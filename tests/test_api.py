@@ -375,7 +375,10 @@ def test_vertex_masks(berg_dir: Path, images: np.ndarray, expected: Expected) ->
             "selection for toy-synthetic-linear: give either 'roi' or "
             "'lh_vertices'/'rh_vertices', not both",
         ),
-        (["V1"], "selection must be a dict (or None), got list for toy-synthetic-linear"),
+        (
+            ["V1"],
+            "selection = ['V1'] is not valid for toy-synthetic-linear; expected a dict (or None)",
+        ),
     ],
 )
 def test_bad_selection_messages(berg_dir: Path, selection: object, message: str) -> None:

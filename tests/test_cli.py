@@ -24,7 +24,10 @@ def run(capsys: pytest.CaptureFixture[str]) -> Run:
     """``run("list", ...)`` -> (exit status, stdout, stderr)."""
 
     def run(*argv: str | Path) -> tuple[int, str, str]:
-        status = main([str(a) for a in argv])
+        try:
+            status = main([str(a) for a in argv])
+        except SystemExit as exit:  # argparse's usage errors
+            status = exit.code if isinstance(exit.code, int) else 1
         captured = capsys.readouterr()
         return status, captured.out, captured.err
 
@@ -275,29 +278,46 @@ def test_encode_with_selection_json(run: Run, berg_dir: Path, tmp_path: Path) ->
 
 
 @pytest.mark.parametrize(
-    ("extra", "message"),
+    ("extra", "status", "message"),
     [
-        (["--roi", "V9"], "selection['roi'] = 'V9' is not an ROI of toy-synthetic-linear"),
-        (["--roi", "V1", "V2"], "selection['roi'] = ['V1', 'V2'] must be a string naming an ROI"),
-        (["--selection", "{bad json"], "--selection is not valid JSON"),
-        (["--selection", "[1]"], "--selection must be a JSON object"),
-        (["--roi", "V1", "--selection", '{"roi": "V2"}'], "give the ROI with --roi or in"),
-        (["--device", "tpu"], "device = 'tpu' is not valid"),
-        (["--batch-size", "0"], "--batch-size must be >= 1, got 0"),
+        (["--roi", "V9"], 1, "selection['roi'] = 'V9' is not an ROI of toy-synthetic-linear"),
+        (["--roi", "V1", "V2"], 1, "selection['roi'] = ['V1', 'V2'] must be a string naming an"),
+        (["--subject", "7"], 1, "subject = 7 is not a subject of toy-synthetic-linear; valid: 1"),
+        (["--subject", "\u00b2"], 1, "subject = '\u00b2' is not a subject of toy-synthetic-linear"),
+        (["--subject", "1.0"], 1, "subject = '1.0' is not a subject of toy-synthetic-linear"),
+        (["--subject", "9" * 5000], 1, "subject = '99999999"),
+        (["--selection", "{bad json"], 2, "--selection is not valid JSON"),
+        (["--selection", "[" * 100_000], 2, "--selection is not valid JSON: nested too deeply"),
+        (["--selection", "[1]"], 2, "--selection must be a JSON object"),
+        (["--selection", '"V1"'], 2, "--selection must be a JSON object"),
+        (["--roi", "V1", "--selection", '{"roi": "V2"}'], 2, "give the ROI with --roi or in"),
+        (["--device", "tpu"], 2, "argument --device: device = 'tpu' is not valid; expected 'auto'"),
+        (["--device", "cpu\n"], 2, "argument --device: device = 'cpu\\n' is not valid"),
+        (["--device", ""], 2, "argument --device: device = '' is not valid"),
+        (["--batch-size", "0"], 2, "argument --batch-size: must be an integer >= 1, got '0'"),
+        (["--batch-size", "-3"], 2, "argument --batch-size: must be an integer >= 1, got '-3'"),
+        (["--batch-size", "1.5"], 2, "argument --batch-size: must be an integer >= 1, got '1.5'"),
+        (["--batch-size", "\u00b2"], 2, "argument --batch-size: must be an integer >= 1, got"),
+        (["--batch-size", "9" * 30], 2, "argument --batch-size: must be an integer >= 1, got"),
+        (["--reference-image", ""], 2, "argument --reference-image: must be a path, got an empty"),
     ],
 )
 def test_encode_errors(
-    run: Run, berg_dir: Path, tmp_path: Path, extra: list[str], message: str
+    run: Run, berg_dir: Path, tmp_path: Path, extra: list[str], status: int, message: str
 ) -> None:
+    """Usage errors (found in the options alone) exit with 2, errors found by the model with 1."""
     stimulus = tmp_path / "images.npy"
     np.save(stimulus, np.zeros((2, 3, 4, 4), dtype=np.uint8))
     out = tmp_path / "out.h5"
-    status, stdout, err = run(
+    got, stdout, err = run(
         "--berg-dir", berg_dir, "encode", LINEAR, "--subject", "1", "--stimulus", stimulus,
         "--out", out, *extra,
     )  # fmt: skip
-    assert (status, stdout) == (1, "")
-    assert err.startswith("berg: error: ") and message in err
+    assert (got, stdout) == (status, "")
+    assert message in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("berg: error: " if status == 1 else ("berg: error: ", "berg encode: "))
+    assert "Traceback" not in err
     assert not out.exists()
 
 
@@ -320,3 +340,83 @@ def test_encode_requires_stimulus_and_out(run: Run, toy_plugin: ModuleType) -> N
     with pytest.raises(SystemExit) as info:
         main(["encode", LINEAR])
     assert info.value.code == 2  # argparse usage error
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "not a .npy file (0 bytes, without the NumPy header)"),
+        (b"hello world" * 20, "not a .npy file (220 bytes, without the NumPy header)"),
+        ("header", "not a plain numeric .npy array (EOF: reading array header"),
+        ("truncated", "not a plain numeric .npy array (mmap length is greater than file size)"),
+        ("pickle", "not a plain numeric .npy array (Array can't be memory-mapped: Python objects"),
+    ],
+)
+def test_unreadable_npy_stimulus_is_a_stimulus_error(
+    run: Run, berg_dir: Path, tmp_path: Path, content: bytes | str, message: str
+) -> None:
+    stimulus = tmp_path / "x.npy"
+    if isinstance(content, bytes):
+        stimulus.write_bytes(content)
+    elif content == "pickle":
+        np.save(stimulus, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    else:
+        np.save(stimulus, np.zeros((2, 3, 4, 4), dtype=np.uint8))
+        whole = stimulus.read_bytes()
+        stimulus.write_bytes(whole[:20] if content == "header" else whole[:-10])
+    out = tmp_path / "out.h5"
+    status, stdout, err = run(
+        "--berg-dir", berg_dir, "encode", LINEAR, "--subject", "1", "--stimulus", stimulus,
+        "--out", out,
+    )  # fmt: skip
+    assert (status, stdout) == (1, "")
+    assert err == f"berg: error: --stimulus {stimulus}: {message}" + err.split(message, 1)[1]
+    assert err.count("\n") == 1 and not out.exists()
+
+
+def test_empty_stimulus_path_is_a_usage_error(run: Run, berg_dir: Path, tmp_path: Path) -> None:
+    args = ("encode", LINEAR, "--subject", "1", "--out", tmp_path / "o.h5", "--stimulus", "")
+    status, _, err = run("--berg-dir", berg_dir, *args)
+    assert status == 2
+    assert "argument --stimulus: must be a path, got an empty string" in err
+
+
+def test_bad_berg_dir_names_the_parameter(run: Run, toy_plugin: ModuleType) -> None:
+    status, _, err = run("metadata", LINEAR, "--subject", "1", "--berg-dir", "")
+    assert status == 1
+    assert err == (
+        "berg: error: berg_dir = '' is not valid; expected a folder path (a non-empty str or "
+        "pathlib.Path)\n"
+    )
+
+
+def test_an_unexpected_exception_is_an_internal_error_without_traceback(
+    run: Run, berg_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from berg_core import api
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise KeyError("oops")
+
+    monkeypatch.setattr(api.BERG, "get_model_metadata", broken)
+    status, stdout, err = run("--berg-dir", berg_dir, "metadata", LINEAR, "--subject", "1")
+    assert (status, stdout) == (1, "")
+    assert err.startswith("berg: internal error: KeyError: 'oops'\nThis is a bug in berg")
+    assert "BERG_DEBUG=1" in err and "Traceback" not in err
+    monkeypatch.setenv("BERG_DEBUG", "1")
+    with pytest.raises(KeyError, match="oops"):
+        main(["--berg-dir", str(berg_dir), "metadata", LINEAR, "--subject", "1"])
+
+
+def test_an_os_error_is_a_runtime_error(
+    run: Run, berg_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from berg_core import api
+
+    def refused(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied", "/somewhere/file.npy")
+
+    monkeypatch.setattr(api.BERG, "get_model_metadata", refused)
+    status, _, err = run("--berg-dir", berg_dir, "metadata", LINEAR, "--subject", "1")
+    assert status == 1
+    assert err == "berg: error: [Errno 13] Permission denied: '/somewhere/file.npy'\n"

@@ -452,8 +452,10 @@ def test_unknown_id_gets_close_matches(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_non_string_id(monkeypatch: pytest.MonkeyPatch) -> None:
     use_entry_points(monkeypatch)
-    with pytest.raises(ModelNotFoundError, match=r"model_id must be a string, got int \(3\)"):
+    with pytest.raises(InvalidParameterError, match=r"model_id = 3 is not valid; expected a model"):
         BERG("/x").get_encoding_model(3)  # type: ignore[arg-type]
+    with pytest.raises(ModelNotFoundError, match=r"model_id must be a string, got int \(3\)"):
+        registry.get_registry().resolve(3)  # type: ignore[arg-type]
 
 
 # -- model families (with the test plugin, in-process) -------------------------------------------
