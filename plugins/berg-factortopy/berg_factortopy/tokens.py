@@ -42,12 +42,72 @@ __all__ = [
 _DTYPES = {"float16": torch.float16, "float32": torch.float32}
 
 
+#: Where Linux reports memory; module attributes so that tests can point them at fake files.
+MEMINFO_PATH = Path("/proc/meminfo")
+CGROUP_DIR = Path("/sys/fs/cgroup")
+CGROUP_SELF = Path("/proc/self/cgroup")
+
+
 def available_memory() -> int | None:
-    """Bytes of physical memory available now (Linux, macOS), or ``None`` if unknown."""
+    """Bytes of memory this process can use now without swapping, or ``None`` if unknown.
+
+    On Linux this is ``MemAvailable`` of ``/proc/meminfo`` (free memory plus the page cache and
+    other memory the kernel can reclaim), lowered to what the cgroup v2 memory limit leaves
+    (``memory.max`` minus ``memory.current``) when the process runs under one, as in containers.
+    Elsewhere (macOS) it is the free pages ``sysconf`` reports.
+    """
+    available = _meminfo_available()
+    if available is None:
+        try:
+            available = int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (AttributeError, ValueError, OSError):
+            return None
+    headroom = _cgroup_headroom()
+    return available if headroom is None else min(available, headroom)
+
+
+def _meminfo_available() -> int | None:
+    """``MemAvailable`` of :data:`MEMINFO_PATH` in bytes, or ``None`` if missing or unreadable."""
     try:
-        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (AttributeError, ValueError, OSError):
+        lines = MEMINFO_PATH.read_text(encoding="ascii", errors="replace").splitlines()
+    except OSError:
         return None
+    for line in lines:
+        name, _, rest = line.partition(":")
+        if name.strip() == "MemAvailable":
+            fields = rest.split()
+            if not fields or not fields[0].isdecimal():
+                return None
+            unit = fields[1].lower() if len(fields) > 1 else "b"
+            factor = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3}.get(unit)
+            return None if factor is None else int(fields[0]) * factor
+    return None
+
+
+def _cgroup_headroom() -> int | None:
+    """Bytes left under the tightest cgroup v2 memory limit, or ``None`` without a limit.
+
+    Looks at the process's own cgroup (from :data:`CGROUP_SELF`) and every cgroup above it, up
+    to :data:`CGROUP_DIR` (the root a container sees).
+    """
+    try:
+        entries = CGROUP_SELF.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        entries = []
+    relative = next((line[3:] for line in entries if line.startswith("0::")), "/")
+    folder = CGROUP_DIR / relative.strip().lstrip("/")
+    headrooms = []
+    for candidate in (folder, *folder.parents):
+        if not candidate.is_relative_to(CGROUP_DIR):
+            break
+        try:
+            limit = (candidate / "memory.max").read_text(encoding="ascii").strip()
+            current = (candidate / "memory.current").read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if limit.isdecimal() and current.isdecimal():  # "max": no limit at this level
+            headrooms.append(max(int(limit) - int(current), 0))
+    return min(headrooms) if headrooms else None
 
 
 def images_fingerprint(images: Stimulus) -> str:
