@@ -54,10 +54,15 @@ ROI_ALIASES = {"OVWFA": "OWFA"}
 
 
 def _optional(annotated: Any) -> Any:
-    """``annotated`` (an ``Annotated[T, BeforeValidator(check)]``), also accepting ``None``."""
-    check = annotated.__metadata__[0].func
+    """``annotated`` (an ``Annotated[T, BeforeValidator(check), ...]``), also accepting ``None``.
+
+    The rest of its metadata (the :class:`~berg_core.schemas.ValueSpec` ``describe()`` reports)
+    is kept.
+    """
+    check, *rest = annotated.__metadata__
     inner = annotated.__origin__
-    return Annotated[inner | None, BeforeValidator(lambda v: None if v is None else check(v))]
+    none_or_check = BeforeValidator(lambda v: None if v is None else check.func(v))
+    return Annotated[inner | None, none_or_check, *rest]
 
 
 class NSDSelection(SelectionSchema):
