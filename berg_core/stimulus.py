@@ -25,16 +25,22 @@ Image files and PIL images become RGB by these rules (one per PIL mode):
 * ``F`` (32-bit float): values must lie in [0, 1] and become ``round(v * 255)``; NaN or values
   outside [0, 1] are refused, naming the range found;
 * alpha (``RGBA``, ``LA``, ``PA``, ``P`` or ``L`` or ``RGB`` with a transparency key) is composited
-  over :data:`ALPHA_BACKGROUND` (black): ``round(c * a / 255)``. Black is what premultiplied
-  alpha means, it is the colour most encoders store under fully transparent pixels, so the result
-  matches the reference toolkit's (which drops alpha with Pillow's ``convert("RGB")``) on those
-  files, but it never depends on hidden colours under transparent pixels; ``RGBa`` and ``La``
-  (already premultiplied) keep their colour channels;
+  over :data:`ALPHA_BACKGROUND` (black): ``round(c * a / 255)``. Dropping alpha (Pillow's plain
+  ``convert("RGB")``, the usual choice, and what berg did before) shows whatever colour happens to
+  be stored under transparent pixels. Over black, opaque pixels are unchanged, and so are
+  transparent pixels stored black (what most encoders write), so results match the alpha-dropping
+  reading on such files, while every other file gets a defined result; black is also what
+  premultiplied alpha means: ``RGBa`` and ``La`` keep their colour channels;
 * ``I`` (32-bit integer) from anything but PNG or PGM, ``LAB``, ``HSV`` and other modes have no
   agreed 8-bit meaning and are refused.
 
 The EXIF orientation tag is applied (:func:`PIL.ImageOps.exif_transpose`), so a photo is encoded
 upright as a viewer shows it. Only the first frame of a multi-frame file (GIF, TIFF, WebP) is read.
+Files are opened by content, not by extension, in any format Pillow reads except EPS (which Pillow
+renders by running Ghostscript); each file is read through a handle closed before the next one is
+opened, and any failure of Pillow (unknown format, truncated or corrupt data, a decompression bomb,
+a closed PIL image) becomes a :class:`~berg_core.errors.StimulusError` naming the file, or the
+list index of a PIL image, and the reason.
 """
 
 from __future__ import annotations
@@ -209,9 +215,9 @@ def as_stimulus(stimulus: Any, *, max_pixels: int | None = None) -> Stimulus:
     InvalidParameterError
         If *max_pixels* or ``BERG_MAX_IMAGE_PIXELS`` is not a positive integer.
     """
-    limit = _pixel_limit(max_pixels)
     if isinstance(stimulus, Stimulus):
         return stimulus
+    limit = _pixel_limit(max_pixels)
     if isinstance(stimulus, np.ndarray):
         return Stimulus(array=_checked_array(stimulus, limit), max_pixels=limit)
     if isinstance(stimulus, (str, os.PathLike)):
