@@ -84,10 +84,14 @@ class FeatureReadoutModel(EncodingModel):
             columns = {
                 name: np.arange(n, dtype=np.int64) for name, n in zip(heads, sizes, strict=True)
             }
-        self._columns = {name: np.asarray(columns[name], dtype=np.int64) for name in heads}
+        self._columns = {}
         for name, size in zip(heads, sizes, strict=True):
-            if self._columns[name].shape != (size,):
+            index = np.asarray(columns[name])
+            if index.shape != (size,):
                 raise ValueError(f"columns of {name!r} do not match its {size} readout rows")
+            if index.size and index.dtype.kind not in "iu":  # a cast would truncate 10.7 to 10
+                raise ValueError(f"columns of {name!r} are {index.dtype}, not integer indices")
+            self._columns[name] = index.astype(np.int64)
         self._sizes = sizes
 
     def output_sizes(self) -> tuple[int, ...]:

@@ -23,14 +23,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from berg_core.errors import ModelLoadError
+from berg_core.checks import Location, require_array, require_indices, require_mapping
 from berg_core.safe_npy import read_rows
 
-__all__ = ["PCA_KEYS", "REGRESSION_KEYS", "SCALER_KEYS", "LinearReadout"]
+__all__ = ["PCA_KEYS", "REGRESSION_KEYS", "SCALER_KEYS", "USED_KEYS", "LinearReadout"]
 
-#: Keys the reference toolkit saves for each scikit-learn object (all are required to rebuild
-#: the sklearn objects; the readout itself uses ``mean_``, ``scale_``, ``components_``,
-#: ``coef_`` and ``intercept_``).
+#: Keys the reference toolkit saves for each scikit-learn object (berg-train writes all of them).
+#: The readout reads only :data:`USED_KEYS`; the others are accepted and ignored.
 SCALER_KEYS = ("scale_", "mean_", "var_", "n_features_in_", "n_samples_seen_")
 PCA_KEYS = (
     "components_",
@@ -44,11 +43,16 @@ PCA_KEYS = (
     "n_features_in_",
 )
 REGRESSION_KEYS = ("coef_", "intercept_", "n_features_in_")
+#: The keys the readout reads from each dict, and therefore requires.
+USED_KEYS = {
+    "scaler_param": ("mean_", "scale_"),
+    "pca_param": ("components_", "mean_"),
+    "reg_param": ("coef_", "intercept_"),
+}
 
 
-def _float32(array: Any, what: str, source: str) -> np.ndarray:
-    if not isinstance(array, np.ndarray) or array.dtype.kind not in "fiu":
-        raise ModelLoadError(f"{source}: {what} is not a numeric array ({type(array).__name__})")
+def _float32(array: np.ndarray) -> np.ndarray:
+    """*array* (checked to be floating-point) as contiguous float32, copied only if needed."""
     return np.ascontiguousarray(array, dtype=np.float32)
 
 
@@ -71,13 +75,23 @@ def _tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
             torch.set_warn_always(warn_always)
 
 
-def _require(params: Any, keys: tuple[str, ...], what: str, source: str) -> Mapping[str, Any]:
-    if not isinstance(params, Mapping):
-        raise ModelLoadError(f"{source}: {what} is a {type(params).__name__}, not a dict")
-    missing = [key for key in keys if key not in params]
-    if missing:
-        raise ModelLoadError(f"{source}: {what} lacks key(s) {', '.join(missing)}")
-    return params
+def _finite_vector(value: Any, where: Location, dim: int, *, nonzero: bool = False) -> np.ndarray:
+    """A ``(dim,)`` floating-point vector of finite values (non-zero ones if *nonzero*), float32.
+
+    These vectors are small (one value per feature), so their values are checked: a NaN or a
+    zero ``scale_`` would turn every response into NaN or infinity.
+    """
+    array = require_array(value, where, kind="floating", shape=(dim,))
+    bad = ~np.isfinite(array)
+    if nonzero:
+        bad |= array == 0
+    if bad.any():
+        position = int(np.flatnonzero(bad)[0])
+        allowed = "finite non-zero values" if nonzero else "finite values"
+        raise where.error(
+            f"an array holding {array[position].item()!r} at position {position}", allowed
+        )
+    return _float32(array)
 
 
 class LinearReadout:
@@ -132,24 +146,41 @@ class LinearReadout:
         regressions: Mapping[str, tuple[Mapping[str, Any], np.ndarray | None]],
         device: torch.device,
         *,
-        source: str = "weights file",
+        source: str | Location = "weights file",
+        reg_keys: Mapping[str, str] | None = None,
+        feature_dim: int | None = None,
+        n_rows: Mapping[str, int] | None = None,
     ) -> LinearReadout:
         """Build the readout from the attribute dicts the reference toolkit saves.
+
+        Every array is checked before use (dtype kind, number of dimensions, sizes consistent
+        with each other and with *feature_dim* / *n_rows*) without reading the large ones; the
+        ``(D,)`` vectors are also checked for finite values and a non-zero ``scale_``. Only the
+        keys of :data:`USED_KEYS` are required; others (the rest of what scikit-learn saves) are
+        ignored.
 
         Parameters
         ----------
         scaler_param : mapping
-            ``StandardScaler`` attributes (:data:`SCALER_KEYS`).
+            ``StandardScaler`` attributes: floating-point ``mean_`` and ``scale_``, ``(D,)``.
         pca_param : mapping
-            ``PCA`` attributes (:data:`PCA_KEYS`).
+            ``PCA`` attributes: floating-point ``components_`` ``(k, D)`` and ``mean_`` ``(D,)``.
         regressions : mapping of str to (mapping, array or None)
-            Output name -> (``LinearRegression`` attributes (:data:`REGRESSION_KEYS`), the rows
-            of ``coef_``/``intercept_`` to keep as ascending int indices, or ``None`` for all).
-            The order of the mapping is the order of the outputs.
+            Output name -> (``LinearRegression`` attributes: floating-point ``coef_`` ``(n, k)``
+            and ``intercept_`` ``(n,)``; the rows to keep as an integer index array, or ``None``
+            for all). The order of the mapping is the order of the outputs.
         device : torch.device
             Where the readout computes.
-        source : str
-            Named in error messages (the file the dicts came from).
+        source : str or Location
+            Where the dicts came from, for error messages: a file (its dicts are then named
+            ``weights['scaler_param']``, ...) or the :class:`~berg_core.checks.Location` of the
+            dict holding them.
+        reg_keys : mapping of str to str, optional
+            Key of each output's regression dict in that dict (default ``<name>_reg_param``).
+        feature_dim : int, optional
+            The number of features D the model's backbone gives (checked against the weights).
+        n_rows : mapping of str to int, optional
+            The number of rows ``coef_`` must have for each output (the model's output size).
 
         Returns
         -------
@@ -158,62 +189,41 @@ class LinearReadout:
         Raises
         ------
         ModelLoadError
-            If a key is missing or the shapes do not fit together.
+            If a dict or key is missing, or an array has the wrong type, dtype or shape; the
+            message names the file and the key path.
         """
-        scaler = _require(scaler_param, SCALER_KEYS, "scaler_param", source)
-        pca = _require(pca_param, PCA_KEYS, "pca_param", source)
-        components = _float32(pca["components_"], "pca_param['components_']", source)
-        if components.ndim != 2:
-            raise ModelLoadError(
-                f"{source}: pca_param['components_'] has shape {components.shape}; expected (k, D)"
-            )
+        root = source if isinstance(source, Location) else Location(source, "weights")
+        scaler_at, pca_at = root["scaler_param"], root["pca_param"]
+        scaler = require_mapping(scaler_param, scaler_at, USED_KEYS["scaler_param"])
+        pca = require_mapping(pca_param, pca_at, USED_KEYS["pca_param"])
+        components = require_array(
+            pca["components_"], pca_at["components_"], kind="floating", shape=(None, feature_dim)
+        )
         k, dim = components.shape
-        vectors = {}
-        for what, value in (
-            ("scaler_param['mean_']", scaler["mean_"]),
-            ("scaler_param['scale_']", scaler["scale_"]),
-            ("pca_param['mean_']", pca["mean_"]),
-        ):
-            array = _float32(value, what, source)
-            if array.shape != (dim,):
-                raise ModelLoadError(
-                    f"{source}: {what} has shape {array.shape}; expected ({dim},) to match "
-                    f"pca_param['components_'] {components.shape}"
-                )
-            vectors[what] = array
+        scaler_mean = _finite_vector(scaler["mean_"], scaler_at["mean_"], dim)
+        scaler_scale = _finite_vector(scaler["scale_"], scaler_at["scale_"], dim, nonzero=True)
+        pca_mean = _finite_vector(pca["mean_"], pca_at["mean_"], dim)
         heads = {}
         for name, (params, rows) in regressions.items():
-            reg = _require(params, REGRESSION_KEYS, f"regression {name!r}", source)
-            coef = reg["coef_"]
-            intercept = reg["intercept_"]
-            if not (isinstance(coef, np.ndarray) and coef.ndim == 2 and coef.shape[1] == k):
-                shape = getattr(coef, "shape", None)
-                raise ModelLoadError(
-                    f"{source}: coef_ of {name!r} has shape {shape}; expected (n, {k})"
-                )
-            if not (isinstance(intercept, np.ndarray) and intercept.shape == coef.shape[:1]):
-                shape = getattr(intercept, "shape", None)
-                raise ModelLoadError(
-                    f"{source}: intercept_ of {name!r} has shape {shape}; expected "
-                    f"({coef.shape[0]},)"
-                )
+            reg_at = root[(reg_keys or {}).get(name, f"{name}_reg_param")]
+            reg = require_mapping(params, reg_at, USED_KEYS["reg_param"])
+            size = None if n_rows is None else n_rows[name]
+            coef = require_array(reg["coef_"], reg_at["coef_"], kind="floating", shape=(size, k))
+            intercept = require_array(
+                reg["intercept_"], reg_at["intercept_"], kind="floating", shape=coef.shape[:1]
+            )
             if rows is not None:
-                rows = np.asarray(rows, dtype=np.int64)
-                if rows.size and (rows.min() < 0 or rows.max() >= coef.shape[0]):
-                    raise ModelLoadError(
-                        f"{source}: selected rows of {name!r} fall outside 0..{coef.shape[0] - 1}"
-                    )
+                rows = require_indices(
+                    rows, Location("the selection", f"rows of {name!r}"), size=coef.shape[0]
+                )
                 coef = read_rows(coef, rows)  # from a memory-mapped file: only these rows
                 intercept = read_rows(intercept, rows)
-            heads[name] = (
-                _tensor(_float32(coef, f"coef_ of {name!r}", source), device),
-                _tensor(_float32(intercept, f"intercept_ of {name!r}", source), device),
-            )
+            heads[name] = (_tensor(_float32(coef), device), _tensor(_float32(intercept), device))
         return cls(
-            scaler_mean=_tensor(vectors["scaler_param['mean_']"], device),
-            scaler_scale=_tensor(vectors["scaler_param['scale_']"], device),
-            pca_mean=_tensor(vectors["pca_param['mean_']"], device),
-            components=_tensor(components, device),
+            scaler_mean=_tensor(scaler_mean, device),
+            scaler_scale=_tensor(scaler_scale, device),
+            pca_mean=_tensor(pca_mean, device),
+            components=_tensor(_float32(components), device),
             heads=heads,
         )
 

@@ -10,11 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from berg_core import ModelCard, ModelLoadError
+from berg_core.checks import Location, require_indices, require_mapping
 from berg_core.files import require_file
 from berg_core.safe_npy import load_pickled_npy
+from berg_nsd.cards import N_VERTICES
 
 __all__ = [
+    "HEMIS",
     "METADATA_KEYS",
     "WEIGHT_KEYS",
     "file_path",
@@ -24,6 +29,8 @@ __all__ = [
     "roi_tables",
 ]
 
+#: The hemispheres, in output order.
+HEMIS = ("lh", "rh")
 #: Top-level keys of a weights file.
 WEIGHT_KEYS = ("scaler_param", "pca_param", "lh_reg_param", "rh_reg_param")
 #: Top-level keys of a metadata file.
@@ -62,6 +69,9 @@ def _read(card: ModelCard, berg_dir: Path, subject: int, which: str) -> dict[str
 def load_weights(card: ModelCard, berg_dir: Path, subject: int) -> dict[str, Any]:
     """Read a subject's weights dict (``scaler_param``, ``pca_param``, ``{lh,rh}_reg_param``).
 
+    Only the top level is checked here; :meth:`berg_core.torchkit.LinearReadout.from_params`
+    checks the arrays (without reading them) when it builds the readout.
+
     Raises
     ------
     ModelLoadError
@@ -74,24 +84,52 @@ def load_metadata(card: ModelCard, berg_dir: Path, subject: int) -> dict[str, An
     """Read a subject's metadata dict (``fmri`` and ``encoding_models``), as the reference saves it.
 
     This is the metadata loader registered for every NSD fsaverage model: ``berg_dir`` is a
-    :class:`pathlib.Path` and ``subject`` was already validated by berg.
+    :class:`pathlib.Path` and ``subject`` was already validated by berg. The ROI tables are
+    checked (:func:`roi_tables`): every ROI is a 1-D integer array of vertex indices in
+    ``0..163841``.
 
     Raises
     ------
     ModelLoadError
         If the file is missing (the message says how to get it), unsafe or malformed.
     """
-    return _read(card, berg_dir, subject, "metadata")
+    metadata = _read(card, berg_dir, subject, "metadata")
+    roi_tables(metadata, file_path(card, berg_dir, subject, "metadata"))
+    return metadata
 
 
-def roi_tables(metadata: dict[str, Any], path: Path) -> dict[str, dict[str, Any]]:
-    """``{"lh": {roi: indices}, "rh": {roi: indices}}`` from a metadata dict."""
-    fmri = metadata.get("fmri")
+def roi_tables(metadata: dict[str, Any], path: Path) -> dict[str, dict[str, np.ndarray]]:
+    """``{"lh": {roi: indices}, "rh": {roi: indices}}`` from a metadata dict, checked.
+
+    Parameters
+    ----------
+    metadata : dict
+        The metadata dict read from *path*.
+    path : Path
+        The metadata file (named in error messages).
+
+    Returns
+    -------
+    dict
+        Per hemisphere, each ROI's vertex indices as a new int64 array, in file order.
+
+    Raises
+    ------
+    ModelLoadError
+        If ``metadata['fmri']`` or an ROI table is not a dict, or an ROI is not a 1-D integer
+        array of indices in ``0..163841`` (floats and booleans are refused: cast to indices they
+        would select other vertices). The message names the file and the key path.
+    """
+    fmri_at = Location(path, "metadata")["fmri"]
+    fmri = require_mapping(metadata.get("fmri"), fmri_at, [f"{h}_fsaverage_rois" for h in HEMIS])
     tables = {}
-    for hemisphere in ("lh", "rh"):
-        key = f"{hemisphere}_fsaverage_rois"
-        table = fmri.get(key) if isinstance(fmri, dict) else None
-        if not isinstance(table, dict):
-            raise ModelLoadError(f"{path}: metadata['fmri'] has no ROI dict {key!r}")
-        tables[hemisphere] = table
+    for hemisphere in HEMIS:
+        table_at = fmri_at[f"{hemisphere}_fsaverage_rois"]
+        table = require_mapping(fmri[f"{hemisphere}_fsaverage_rois"], table_at)
+        tables[hemisphere] = {
+            name: require_indices(
+                indices, table_at[name], size=N_VERTICES, what="fsaverage vertex indices"
+            )
+            for name, indices in table.items()
+        }
     return tables

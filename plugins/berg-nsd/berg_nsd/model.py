@@ -18,9 +18,9 @@ from berg_core import (
     EncodingModel,
     InvalidParameterError,
     LoadRequest,
-    ModelLoadError,
     OutputWriter,
 )
+from berg_core.checks import Location
 from berg_core.torchkit import (
     FeatureReadoutModel,
     LinearReadout,
@@ -31,7 +31,7 @@ from berg_core.torchkit import (
     resolve_device,
 )
 from berg_nsd.cards import N_VERTICES, SPECS, BackboneSpec
-from berg_nsd.files import file_path, load_metadata, load_weights, require, roi_tables
+from berg_nsd.files import HEMIS, file_path, load_metadata, load_weights, require, roi_tables
 from berg_nsd.selection import NSDSelection
 
 __all__ = ["NSDEncodingModel", "build_backbone", "load"]
@@ -159,6 +159,22 @@ def load(request: LoadRequest) -> EncodingModel:
     else:
         vertices = selection.vertices()
 
+    # the weights are checked against the card (dtype, shape) before the backbone is built
+    weights = load_weights(card, berg_dir, subject)
+    readout = LinearReadout.from_params(
+        weights.pop("scaler_param"),
+        weights.pop("pca_param"),
+        {
+            hemisphere: (weights.pop(f"{hemisphere}_reg_param"), vertices[hemisphere])
+            for hemisphere in HEMIS
+        },
+        device,
+        source=Location(weights_path, "weights"),
+        feature_dim=spec.feature_dim,
+        n_rows=dict.fromkeys(HEMIS, N_VERTICES),
+    )
+    del weights
+
     backbone = build_backbone(spec)
     transform_weights = _weights_enum(spec)
     preprocessor = Preprocessor.from_weights(
@@ -166,32 +182,6 @@ def load(request: LoadRequest) -> EncodingModel:
     )
     extractor = NodeFeatureExtractor(backbone, spec.nodes, device, channels_last=spec.channels_last)
     del backbone
-
-    weights = load_weights(card, berg_dir, subject)
-    source = str(weights_path)
-    for hemisphere in ("lh", "rh"):
-        coef = weights[f"{hemisphere}_reg_param"].get("coef_")
-        if getattr(coef, "shape", (None,))[0] != N_VERTICES:
-            raise ModelLoadError(
-                f"{source}: {hemisphere}_reg_param['coef_'] has shape "
-                f"{getattr(coef, 'shape', None)}; expected ({N_VERTICES}, n_components)"
-            )
-    readout = LinearReadout.from_params(
-        weights.pop("scaler_param"),
-        weights.pop("pca_param"),
-        {
-            "lh": (weights.pop("lh_reg_param"), vertices["lh"]),
-            "rh": (weights.pop("rh_reg_param"), vertices["rh"]),
-        },
-        device,
-        source=source,
-    )
-    del weights
-    if readout.feature_dim != extractor.feature_dim:
-        raise ModelLoadError(
-            f"{source}: the weights expect {readout.feature_dim} features but the "
-            f"{spec.builder} backbone gives {extractor.feature_dim} (nodes {', '.join(spec.nodes)})"
-        )
     columns = {
         hemisphere: np.arange(N_VERTICES, dtype=np.int64) if index is None else index
         for hemisphere, index in vertices.items()

@@ -8,7 +8,8 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import BeforeValidator, model_validator
 
-from berg_core import InvalidParameterError, ModelLoadError, SelectionSchema
+from berg_core import InvalidParameterError, SelectionSchema
+from berg_core.checks import Location, require_indices
 from berg_core.schemas import binary_mask, one_of
 from berg_nsd.cards import N_VERTICES
 
@@ -62,7 +63,7 @@ def _optional(annotated: Any) -> Any:
     check, *rest = annotated.__metadata__
     inner = annotated.__origin__
     none_or_check = BeforeValidator(lambda v: None if v is None else check.func(v))
-    return Annotated[inner | None, none_or_check, *rest]
+    return Annotated[(inner | None, none_or_check, *rest)]  # a tuple: Python 3.10 syntax
 
 
 class NSDSelection(SelectionSchema):
@@ -115,7 +116,8 @@ class NSDSelection(SelectionSchema):
         InvalidParameterError
             If the subject's metadata does not define the ROI.
         ModelLoadError
-            If the metadata's indices are out of range.
+            If the metadata's indices are not a 1-D integer array of vertex indices (normally
+            checked when the file is read, by :func:`berg_nsd.files.roi_tables`).
         """
         if self.roi is None:
             return {
@@ -134,11 +136,13 @@ class NSDSelection(SelectionSchema):
                     f"selection['roi'] = {self.roi!r} is not defined for this subject "
                     f"({hemisphere}); ROIs in its metadata: {known}"
                 )
-            indices = np.unique(np.asarray(table[self.roi], dtype=np.int64).ravel())
-            if indices.size and (indices[0] < 0 or indices[-1] >= N_VERTICES):
-                raise ModelLoadError(
-                    f"the subject's metadata defines ROI {self.roi!r} ({hemisphere}) with vertex "
-                    f"indices outside 0..{N_VERTICES - 1}: the file is corrupt"
-                )
+            where = Location("the subject's metadata", "metadata")["fmri"]
+            indices = require_indices(
+                table[self.roi],
+                where[f"{hemisphere}_fsaverage_rois"][self.roi],
+                size=N_VERTICES,
+                what="fsaverage vertex indices",
+            )
+            indices = np.unique(indices)
             result[hemisphere] = indices
         return result

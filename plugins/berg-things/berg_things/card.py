@@ -9,6 +9,8 @@ from berg_core import ModelCard
 MODEL_ID = "fmri-things_fmri_1-vit_b_32"
 SUBJECTS = (1, 2, 3)
 N_VOXELS = 211_339
+#: Features the readout expects: 12 ViT-B/32 encoder blocks x 50 tokens x 768 channels.
+N_FEATURES = 12 * 50 * 768
 MODEL_DIR = "encoding_models/modality-fmri/train_dataset-things_fmri_1/model-vit_b_32"
 WEIGHTS_FILE = MODEL_DIR + "/encoding_models_weights/weights_sub-{subject:02d}.npy"
 METADATA_FILE = MODEL_DIR + "/metadata/metadata_sub-{subject:02d}.npy"

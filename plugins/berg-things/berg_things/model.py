@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from berg_core import LoadRequest, ModelLoadError, OutputWriter
+from berg_core import LoadRequest, OutputWriter
+from berg_core.checks import Location, require_mapping
 from berg_core.files import load_model_file, require_file
 from berg_core.torchkit import (
     FeatureReadoutModel,
@@ -14,11 +15,11 @@ from berg_core.torchkit import (
     load_pretrained,
     resolve_device,
 )
-from berg_things.card import N_VOXELS, WEIGHTS_FILE
+from berg_things.card import N_FEATURES, N_VOXELS, WEIGHTS_FILE, model_file
 from berg_things.plugin import load_metadata
 from berg_things.selection import ThingsSelection
 
-#: The output of each of the 12 encoder blocks, (B, 50, 768) each: 460,800 features in all.
+#: The output of each of the 12 encoder blocks, (B, 50, 768) each: N_FEATURES (460,800) in all.
 VIT_NODES = tuple(f"encoder.layers.encoder_layer_{i}.add_1" for i in range(12))
 
 
@@ -71,8 +72,9 @@ def load(request: LoadRequest) -> ThingsModel:
     Raises
     ------
     ModelLoadError
-        Missing or unsafe weights/metadata file, inconsistent shapes, or missing ViT-B/32 weights
-        in torchvision's cache.
+        Missing or unsafe weights/metadata file, a key, dtype or shape that does not match the
+        card (checked before use, naming the file and key), or missing ViT-B/32 weights in
+        torchvision's cache.
     """
     import torchvision
 
@@ -80,39 +82,25 @@ def load(request: LoadRequest) -> ThingsModel:
     assert isinstance(subject, int)
     weights_key = WEIGHTS_FILE.format(subject=subject)
     require_file(request.berg_dir, weights_key, request.model_id, subject)
-    metadata = load_metadata(request.card, request.berg_dir, subject)
+    metadata = load_metadata(request.card, request.berg_dir, subject)  # checked there
     selection = request.selection if request.selection is not None else ThingsSelection()
     assert isinstance(selection, ThingsSelection)
-    roi_dict = metadata.get("roi", {}) if isinstance(metadata, dict) else {}
-    voxels, roi_columns = selection.resolve(roi_dict)
-    if voxels.size and (voxels.min() < 0 or voxels.max() >= N_VOXELS):
-        raise ModelLoadError(
-            f"metadata of subject {subject} under {request.berg_dir} has ROI voxel indices "
-            f"outside 0..{N_VOXELS - 1}"
-        )
+    voxels, roi_columns = selection.resolve(metadata["roi"])
 
     device = resolve_device(request.device)
     weights = load_model_file(request.berg_dir, weights_key, request.model_id, subject)
-    source = f"{weights_key} under {request.berg_dir}"
-    if not isinstance(weights, dict) or not {"scaler_param", "pca_param", "reg_param"} <= set(
-        weights
-    ):
-        keys = sorted(weights) if isinstance(weights, dict) else type(weights).__name__
-        raise ModelLoadError(
-            f"{source} should hold a dict with scaler_param, pca_param and reg_param; found {keys}"
-        )
-    reg_param = weights["reg_param"]
-    coef = reg_param.get("coef_") if isinstance(reg_param, dict) else None
-    n_rows = getattr(coef, "shape", (None,))[0]
-    if n_rows != N_VOXELS:
-        raise ModelLoadError(f"{source}: reg_param['coef_'] has {n_rows} rows; expected {N_VOXELS}")
+    root = Location(model_file(request.berg_dir, WEIGHTS_FILE, subject), "weights")
+    require_mapping(weights, root, ("scaler_param", "pca_param", "reg_param"))
     selected = None if selection.roi is None and selection.voxel_index is None else voxels
     readout = LinearReadout.from_params(
         weights["scaler_param"],
         weights["pca_param"],
         {"responses": (weights["reg_param"], selected)},
         device,
-        source=source,
+        source=root,
+        reg_keys={"responses": "reg_param"},
+        feature_dim=N_FEATURES,
+        n_rows={"responses": N_VOXELS},
     )
     del weights
 

@@ -6,9 +6,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from berg_core import ModelCard, hookimpl
+from berg_core.checks import Location, require_array, require_indices, require_mapping
 from berg_core.files import load_model_file
-from berg_things.card import CARD, METADATA_FILE, MODEL_ID
+from berg_things.card import CARD, METADATA_FILE, MODEL_ID, N_VOXELS, model_file
 
 
 @hookimpl
@@ -30,15 +33,53 @@ def register_metadata_loaders(register: Callable[..., None]) -> None:
 
 
 def load_metadata(card: ModelCard, berg_dir: Path, subject: int) -> dict[str, Any]:
-    """Read ``metadata_sub-0S.npy`` safely (arrays and plain containers only)."""
+    """Read ``metadata_sub-0S.npy`` safely (arrays and plain containers only), then check it.
+
+    What the model uses is checked (:func:`roi_table`): every ROI of ``metadata['roi']`` is a
+    1-D integer array of voxel indices in ``0..211338``, and ``metadata['fmri']['voxel_coords']``
+    (placing voxels in NIfTI output) is an integer ``(211339, 3)`` array.
+
+    Raises
+    ------
+    ModelLoadError
+        If the file is missing (the message says how to get it), unsafe or malformed.
+    """
     metadata = load_model_file(
         berg_dir, METADATA_FILE.format(subject=subject), card.model_id, subject
     )
-    if not isinstance(metadata, dict):
-        from berg_core import ModelLoadError
-
-        raise ModelLoadError(
-            f"{METADATA_FILE.format(subject=subject)} under {berg_dir} holds a "
-            f"{type(metadata).__name__}, expected a dict"
-        )
+    root = Location(model_file(berg_dir, METADATA_FILE, subject), "metadata")
+    require_mapping(metadata, root, ("fmri", "roi"))
+    fmri = require_mapping(metadata["fmri"], root["fmri"], ("voxel_coords",))
+    require_array(
+        fmri["voxel_coords"],
+        root["fmri"]["voxel_coords"],
+        kind="integer",
+        shape=(N_VOXELS, 3),
+        what="of (i, j, k) voxel coordinates",
+    )
+    roi_table(metadata, root)
     return metadata
+
+
+def roi_table(metadata: dict[str, Any], root: Location) -> dict[str, np.ndarray]:
+    """Each ROI's voxel indices of ``metadata['roi']``, checked, as new int64 arrays.
+
+    Parameters
+    ----------
+    metadata : dict
+        A THINGS-fMRI1 metadata dict.
+    root : Location
+        Its location (file, ``"metadata"``), for error messages.
+
+    Raises
+    ------
+    ModelLoadError
+        If ``metadata['roi']`` is not a dict, or an ROI is not a 1-D integer array of voxel indices
+        in ``0..211338`` (floats and booleans are refused: cast to indices they would select other
+        voxels). The message names the file and the key path.
+    """
+    table = require_mapping(metadata.get("roi"), root["roi"])
+    return {
+        name: require_indices(indices, root["roi"][name], size=N_VOXELS, what="voxel indices")
+        for name, indices in table.items()
+    }

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from berg_core import InvalidParameterError, SelectionSchema
+from berg_core.checks import Location, require_indices
 from berg_core.schemas import binary_mask, names_from
 from berg_things.card import N_VOXELS, ROIS
 
@@ -39,6 +40,14 @@ class ThingsSelection(SelectionSchema):
         -------
         (numpy.ndarray, dict)
             int64 voxel indices (all voxels when nothing is selected) and ROI column ranges.
+
+        Raises
+        ------
+        InvalidParameterError
+            If a selected ROI is not in *roi_indices*.
+        ModelLoadError
+            If an ROI's indices are not a 1-D integer array of voxel indices (normally checked
+            when the file is read, by :func:`berg_things.plugin.roi_table`).
         """
         if self.roi is None and self.voxel_index is None:
             return np.arange(N_VOXELS, dtype=np.int64), {}
@@ -51,7 +60,12 @@ class ThingsSelection(SelectionSchema):
                     f"selection['roi'] = {name!r} is not in this subject's metadata; ROIs there: "
                     f"{', '.join(roi_indices)}"
                 )
-            voxels = np.asarray(roi_indices[name], dtype=np.int64).ravel()
+            voxels = require_indices(
+                roi_indices[name],
+                Location("the subject's metadata", "metadata")["roi"][name],
+                size=N_VOXELS,
+                what="voxel indices",
+            )
             parts.append(voxels)
             ranges[name] = [start, start + voxels.size]
             start += voxels.size
