@@ -34,7 +34,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from berg_core.errors import ModelLoadError
+from berg_core.errors import ModelLoadError, describe_value
 
 try:  # numpy >= 2
     from numpy._core import multiarray as _multiarray
@@ -45,16 +45,45 @@ except ImportError:  # pragma: no cover - numpy 1.26
 
 __all__ = [
     "ALLOWED_GLOBALS",
+    "BUDGET_FLOOR",
+    "BUDGET_PER_BYTE",
+    "MAP_THRESHOLD",
+    "MAX_DEPTH",
+    "MAX_DIMS",
+    "MAX_HASH_COLLISIONS",
+    "MAX_INT_BYTES",
     "in_memory",
     "load_pickled_npy",
     "loads_restricted",
     "read_rows",
 ]
 
-#: Byte payloads at least this long are left in the file: arrays made of them are memory-mapped.
-_MAP_THRESHOLD = 1 << 20
-#: Deepest nesting of containers (and of MARKs) a file may have; the reference files nest 4 deep.
-_MAX_DEPTH = 100
+# -- the loader's budget: every limit it enforces, in one place ----------------------------------
+
+#: Byte payloads at least this long are left in the file: arrays made of them are memory-mapped
+#: (each payload may back one array only).
+MAP_THRESHOLD = 1 << 20
+#: Deepest nesting of containers, of dtypes in dtypes, and of MARKs a file may have; the
+#: reference files nest 4 deep.
+MAX_DEPTH = 100
+#: Budget units per byte of pickle read into memory (payloads left in the file do not count).
+#: One unit is one byte the loader allocates beyond the values the opcodes themselves push
+#: (array data copied into memory, ``bytearray`` and ``_codecs.encode`` results, elements copied
+#: into sets and object arrays, dtype fields), or one value visited while hashing a dict key or
+#: set element. The same figure bounds the expanded size of every value: the number of values a
+#: walk of it meets when shared references are followed each time (``json.dumps``, ``repr``).
+BUDGET_PER_BYTE = 8
+#: Budget units every file has, whatever its size.
+BUDGET_FLOOR = 1 << 20
+#: Most distinct keys of one dict (or elements of one set) whose hashes agree in their low 32 bits.
+#: Python's dicts and sets take time quadratic in the number of such keys; keys of real data
+#: (strings with randomized hashes, small ints) come nowhere near.
+MAX_HASH_COLLISIONS = 8
+#: Longest Python int (``LONG1``/``LONG4``), in bytes: 2,466 decimal digits, below the 4,300 digits
+#: Python converts to text.
+MAX_INT_BYTES = 1024
+#: Most dimensions of an array (numpy's own limit since numpy 2.0).
+MAX_DIMS = 64
 
 _REFUSAL = "only numpy arrays and plain Python containers are allowed in berg data files"
 
@@ -85,13 +114,20 @@ class _Global:
 class _Span:
     """A large byte payload left in the file: ``length`` bytes at ``offset``."""
 
-    __slots__ = ("kind", "length", "offset", "value")
+    __slots__ = ("kind", "length", "mapped", "offset", "value")
 
     def __init__(self, offset: int, length: int, kind: type) -> None:
         self.offset = offset
         self.length = length
         self.kind = kind
+        self.mapped = False  # an array maps it already
         self.value: bytes | bytearray | None = None
+
+
+class _Same(list):  # type: ignore[type-arg]
+    """Distinct keys of one dict or set whose hashes share their low 32 bits."""
+
+    __slots__ = ()
 
 
 class _ArrayStub:
@@ -177,6 +213,16 @@ _GLOBALS = _table()
 ALLOWED_GLOBALS: frozenset[tuple[str, str]] = frozenset(_GLOBALS)
 
 
+def _brief(value: Any) -> str:
+    """*value* for a message, without walking it (it may be large, or shared many times)."""
+    if type(value) in _LEAVES:
+        return describe_value(value)
+    if type(value) in _CONTAINERS and len(value) <= 8 and all(type(v) in _LEAVES for v in value):
+        return describe_value(value)
+    size = f" of {len(value)} items" if type(value) in _CONTAINERS else ""
+    return f"a {type(value).__name__.lstrip('_')}{size}"
+
+
 def _describe(args: tuple[Any, ...]) -> str:
     return "(" + ", ".join(type(arg).__name__.lstrip("_") for arg in args) + ")"
 
@@ -248,12 +294,19 @@ class _Machine:
         self.stack: list[Any] = []
         self.metastack: list[list[Any]] = []
         self.memo: dict[int, Any] = {}
-        # id -> nesting depth of every container built (an entry is reset when an id is reused)
-        self.depth: dict[int, int] = {}
+        # id -> (nesting depth, expanded size) of every container, object array and dtype built
+        # (an entry is reset when an id is reused)
+        self.info: dict[int, tuple[int, int]] = {}
+        # id of a dict or set -> {low 32 bits of a key's hash: the distinct keys with them}
+        self.hashes: dict[int, dict[int, Any]] = {}
+        # the budget: units spent, and bytes of the pickle left in the file (not in the base)
+        self.start = start
+        self.spent = 0
+        self.skipped = 0
         # ids of lists/dicts/sets already inside another value: they may not change any more
         self.sealed: set[int] = set()
         # id -> [tuple holding stubs or spans, its resolved twin]; keeps the tuple alive
-        self.impure: dict[int, list[Any]] = {}
+        self.impure: dict[int, Any] = {}
         self.dispatch: dict[int, Callable[[], Any]] = {
             code: getattr(self, method) for code, method in _OPCODES.items()
         }
@@ -315,12 +368,15 @@ class _Machine:
             if entry is None or entry[0] is not item:
                 return item
             if entry[1] is None:
+                self.charge(8 * len(item), "a tuple")
                 resolved = tuple(self.value(element) for element in item)
-                self.new(resolved, self.depth.get(id(item), 1))
-                entry[1] = resolved
+                depth, size = self.adopt(resolved)  # arrays and dtypes now: measure again
+                entry[1] = self.new(resolved, 1 + depth, 1 + size)
             return entry[1]
         if kind is _Span:
             if item.value is None:
+                self.skipped -= item.length  # its bytes are in memory now: they count
+                self.charge(item.length, "a byte string")
                 data = self.buf[item.offset : item.offset + item.length]
                 item.value = data if item.kind is bytes else bytearray(data)
             return item.value
@@ -334,35 +390,71 @@ class _Machine:
             return item.obj
         return item
 
-    def depth_of(self, item: Any) -> int:
+    # -- the budget ------------------------------------------------------------------------
+
+    def limit(self) -> int:
+        """Budget units allowed so far: in proportion to the pickle bytes read into memory."""
+        return BUDGET_FLOOR + BUDGET_PER_BYTE * (self.pos - self.start - self.skipped)
+
+    def charge(self, units: int, what: str) -> None:
+        """Spend *units* of the budget on *what*; refuse the file when it is spent."""
+        self.spent += units
+        if self.spent > self.limit():
+            raise _Refused(
+                f"{what} at byte {self.op_pos} takes the loader past its budget of "
+                f"{self.limit():,} units for the {self.pos - self.start:,} bytes read so far "
+                f"(berg_core.safe_npy.BUDGET_PER_BYTE per byte + BUDGET_FLOOR): "
+                "a data file this small does not need that much memory or work"
+            )
+
+    def measure(self, item: Any) -> tuple[int, int]:
+        """(nesting depth, expanded size) of *item*: leaves are (0, 1)."""
         kind = type(item)
+        if kind in _LEAVES:
+            return (0, 1)
         if kind in _CONTAINERS:
-            return self.depth.get(id(item), 1)
-        if kind is np.ndarray and item.dtype.hasobject:
-            return self.depth.get(id(item), 1)
-        return 0
+            return self.info.get(id(item), (1, 1))
+        if kind is np.ndarray:
+            return self.info.get(id(item), (1, 1)) if item.dtype.hasobject else (0, 1)
+        if isinstance(item, np.dtype):
+            return self.info.get(id(item), (0, 1))
+        return (0, 1)
 
-    def new(self, container: Any, depth: int) -> Any:
-        """Register a container just built with its nesting depth."""
-        if depth > _MAX_DEPTH:
-            raise _Refused(f"data nested more than {_MAX_DEPTH} levels deep, at byte {self.op_pos}")
-        key = id(container)
-        self.depth[key] = depth
+    def new(self, value: Any, depth: int, size: int) -> Any:
+        """Register a container (object array, dtype) just built with its depth and size."""
+        self.check(depth, size)
+        key = id(value)
+        self.info[key] = (depth, size)
         self.sealed.discard(key)
-        return container
+        self.hashes.pop(key, None)
+        return value
 
-    def adopt(self, items: Any) -> int:
-        """Seal the containers among *items* (about to go inside another); their max depth."""
+    def check(self, depth: int, size: int) -> None:
+        if depth > MAX_DEPTH:
+            raise _Refused(f"data nested more than {MAX_DEPTH} levels deep, at byte {self.op_pos}")
+        if size > self.limit():
+            raise _Refused(
+                f"data expands to {size:,} values at byte {self.op_pos} (a shared value counts "
+                f"each time it appears), more than the {self.limit():,} the "
+                f"{self.pos - self.start:,} bytes read so far allow "
+                "(berg_core.safe_npy.BUDGET_PER_BYTE per byte + BUDGET_FLOOR)"
+            )
+
+    def adopt(self, items: Any) -> tuple[int, int]:
+        """Seal the containers among *items* (about to go inside another): max depth, sum size."""
         deepest = 0
+        total = 0
         for item in items:
             if type(item) in _LEAVES:
+                total += 1
                 continue
             if isinstance(item, _MUTABLE):
                 self.sealed.add(id(item))
-            depth = self.depth_of(item)
+            depth, size = self.measure(item)
+            total += size
             if depth > deepest:
                 deepest = depth
-        return deepest
+        return deepest, total
 
     def mutable(self, target: Any, kinds: tuple[type, ...], what: str) -> Any:
         if type(target) not in kinds:
@@ -372,14 +464,68 @@ class _Machine:
         return target
 
     def grow(self, target: Any, items: list[Any]) -> None:
-        depth = max(self.depth.get(id(target), 1), 1 + self.adopt(items))
-        if depth > _MAX_DEPTH:
-            raise _Refused(f"data nested more than {_MAX_DEPTH} levels deep, at byte {self.op_pos}")
-        self.depth[id(target)] = depth
+        """*items* are about to go into *target*: refuse a cycle, update its depth and size."""
+        for item in items:
+            if item is target:
+                raise _Refused(
+                    f"refusing a {type(target).__name__} that contains itself, at byte "
+                    f"{self.op_pos}: {_REFUSAL}"
+                )
+        depth, size = self.info.get(id(target), (1, 1))
+        deepest, total = self.adopt(items)
+        depth, size = max(depth, 1 + deepest), size + total
+        self.check(depth, size)
+        self.info[id(target)] = (depth, size)
+
+    def hashed(self, keys: Any, table: dict[int, Any]) -> None:
+        """Check *keys* before they go into a dict or set whose keys *table* holds.
+
+        *table* maps the low 32 bits of each key's hash to the key, or to a :class:`_Same` list
+        of the distinct keys that share them. Hashing a key visits all of it (tuples do not keep
+        their hash): that is charged first. Keys whose hashes agree make Python's dicts and sets
+        slow (each insert compares with all of them): more than :data:`MAX_HASH_COLLISIONS`
+        distinct ones in one container are refused.
+        """
+        measure = self.measure
+        total = 0
+        for key in keys:
+            total += 1 if type(key) in _LEAVES else measure(key)[1]
+        self.charge(total, "hashing keys")
+        for key in keys:
+            low = hash(key) & 0xFFFF_FFFF
+            other = table.setdefault(low, key)
+            if other is not key:
+                self.collide(table, low, key, other)
+
+    def collide(self, table: dict[int, Any], low: int, key: Any, other: Any) -> None:
+        same = other if type(other) is _Same else _Same([other])
+        table[low] = same
+        self.charge(len(same) * self.measure(key)[1], "comparing keys")
+        if any(key is known or key == known for known in same):
+            return
+        same.append(key)
+        if len(same) > MAX_HASH_COLLISIONS:
+            raise _Refused(
+                f"refusing {len(same)} distinct keys of one dict or set with the same hash "
+                f"(low 32 bits 0x{low:08x}) at byte {self.op_pos}: more than "
+                f"berg_core.safe_npy.MAX_HASH_COLLISIONS = {MAX_HASH_COLLISIONS}, which "
+                "would take time quadratic in their number"
+            )
+
+    def keyed(self, container: Any, depth: int, size: int, table: dict[int, Any]) -> Any:
+        """:meth:`new` for a dict or set built in one go; *table*: its keys, for later inserts."""
+        self.new(container, depth, size)
+        self.hashes[id(container)] = table
+        return container
+
+    def table(self, target: Any) -> dict[int, Any]:
+        """The keys of the dict or set *target* (built empty, or by :meth:`keyed`)."""
+        return self.hashes.setdefault(id(target), {})
 
     def tuple_of(self, items: list[Any] | tuple[Any, ...]) -> tuple[Any, ...]:
         result = tuple(items)
-        self.new(result, 1 + self.adopt(result))
+        depth, size = self.adopt(result)
+        self.new(result, 1 + depth, 1 + size)
         if any(
             isinstance(item, _INTERNAL) or (type(item) is tuple and id(item) in self.impure)
             for item in result
@@ -389,8 +535,12 @@ class _Machine:
 
     def shape(self, item: Any) -> tuple[int, ...]:
         shape = self.value(item)
-        if type(shape) is not tuple or not all(type(n) is int and n >= 0 for n in shape):
-            raise _Corrupt(f"bad array shape {shape!r} at byte {self.op_pos}")
+        if (
+            type(shape) is not tuple
+            or len(shape) > MAX_DIMS
+            or not all(type(n) is int and n >= 0 for n in shape)
+        ):
+            raise _Corrupt(f"bad array shape {_brief(shape)} at byte {self.op_pos}")
         return shape
 
     def dtype(self, item: Any) -> np.dtype:
@@ -408,13 +558,25 @@ class _Machine:
             dtype = np.dtype(stub.typestr, stub.align, True)  # always a private copy
         except (TypeError, ValueError) as exc:
             raise _Corrupt(f"bad dtype {stub.typestr!r}: {exc}") from None
+        depth, size = 1, 1
         if state is not None:
             state = self.dtype_state(state)
+            # what it is made of: the subarray's dtype or the fields' dtypes (compared, hashed and
+            # copied by numpy with it)
+            parts = [state[2][0]] if state[2] is not None else []
+            parts += [field[0] for field in state[4].values()] if state[4] is not None else []
+            deepest, total = self.adopt(parts)
+            depth, size = 1 + deepest, 1 + total
+            self.check(depth, size)
+            self.charge(8 * size, f"a dtype of {size:,} parts")
             try:
                 dtype.__setstate__(state)
             except (TypeError, ValueError) as exc:
                 raise _Corrupt(f"bad dtype state at byte {self.op_pos}: {exc}") from None
-        return _canonical_dtype(dtype)
+        canonical = _canonical_dtype(dtype)
+        if canonical.names is None and canonical.subdtype is None:
+            return canonical  # possibly a builtin dtype numpy shares: nothing to register
+        return self.new(canonical, depth, size)
 
     def dtype_state(self, state: Any) -> tuple[Any, ...]:
         """Check the shape of a dtype state before numpy sees it."""
@@ -447,13 +609,15 @@ class _Machine:
                     and (len(field) == 2 or field[2] is None or type(field[2]) is str)
                 )
         if len(state) == 9:
-            extra = state[8]  # datetime: (metadata or None, (unit, num, den, events))
+            # datetime: (metadata, (unit, num, den, events)); metadata is None (numpy 2) or an
+            # empty dict (numpy 1.x)
+            extra = state[8]
             ok = ok and (
                 extra is None
                 or (
                     type(extra) is tuple
                     and len(extra) == 2
-                    and extra[0] is None
+                    and (extra[0] is None or (type(extra[0]) is dict and not extra[0]))
                     and type(extra[1]) is tuple
                     and len(extra[1]) == 4
                     and type(extra[1][0]) is bytes
@@ -461,7 +625,7 @@ class _Machine:
                 )
             )
         if not ok:
-            raise _Corrupt(f"bad dtype state {state!r} at byte {self.op_pos}")
+            raise _Corrupt(f"bad dtype state {_brief(state)} at byte {self.op_pos}")
         return state
 
     def payload(self, item: Any, nbytes: int, what: str) -> _Span | bytes | bytearray:
@@ -476,6 +640,9 @@ class _Machine:
         return item
 
     def memmap(self, span: _Span, dtype: np.dtype, shape: tuple[int, ...], order: str) -> Any:
+        if span.mapped:  # numpy never writes one payload for two arrays; each map costs a mapping
+            raise _Refused(f"refusing a second array on the payload at byte {span.offset}")
+        span.mapped = True
         return np.memmap(
             self.file, dtype=dtype, mode="r", offset=span.offset, shape=shape, order=order
         )
@@ -515,6 +682,8 @@ class _Machine:
                 handler()
         except (TypeError, ValueError, OverflowError, KeyError, IndexError, RecursionError) as exc:
             raise _Corrupt(f"corrupt pickle at byte {self.op_pos}: {exc}") from None
+        except MemoryError:
+            raise _Refused(f"out of memory at byte {self.op_pos}") from None
 
     def finish(self) -> Any:
         result = self.value(self.pop())
@@ -567,8 +736,8 @@ class _Machine:
         raise _Refused(f"refusing to load {module}.{name}: {_REFUSAL}")
 
     def op_mark(self) -> None:
-        if len(self.metastack) >= _MAX_DEPTH:
-            raise _Refused(f"data nested more than {_MAX_DEPTH} levels deep, at byte {self.op_pos}")
+        if len(self.metastack) >= MAX_DEPTH:
+            raise _Refused(f"data nested more than {MAX_DEPTH} levels deep, at byte {self.op_pos}")
         self.metastack.append(self.stack)
         self.stack = []
 
@@ -591,31 +760,37 @@ class _Machine:
         self.push(self.tuple_of((self.pop(), second, third)))
 
     def op_empty_list(self) -> None:
-        self.push(self.new([], 1))
+        self.push(self.new([], 1, 1))
 
     def op_list(self) -> None:
         items = [self.value(item) for item in self.pop_mark()]
-        self.push(self.new(items, 1 + self.adopt(items)))
+        depth, size = self.adopt(items)
+        self.push(self.new(items, 1 + depth, 1 + size))
 
     def op_empty_dict(self) -> None:
-        self.push(self.new({}, 1))
+        self.push(self.new({}, 1, 1))
 
     def op_dict(self) -> None:
         items = [self.value(item) for item in self.pop_mark()]
         if len(items) % 2:
             raise _Corrupt(f"odd number of items for a dict at byte {self.op_pos}")
-        self.push(self.new(dict(zip(items[::2], items[1::2], strict=True)), 1 + self.adopt(items)))
+        table: dict[int, Any] = {}
+        self.hashed(items[::2], table)
+        depth, size = self.adopt(items)
+        result = dict(zip(items[::2], items[1::2], strict=True))
+        self.push(self.keyed(result, 1 + depth, 1 + size, table))
 
     def op_empty_set(self) -> None:
-        self.push(self.new(set(), 1))
+        self.push(self.new(set(), 1, 1))
 
     def op_frozenset(self) -> None:
         items = [self.value(item) for item in self.pop_mark()]
-        self.push(self.new(frozenset(items), 1 + self.adopt(items)))
+        self.push(self.hashed_set(frozenset, items))
 
     def op_additems(self) -> None:
         items = [self.value(item) for item in self.pop_mark()]
         target = self.mutable(self.top(), (set,), "ADDITEMS")
+        self.hashed(items, self.table(target))
         self.grow(target, items)
         target.update(items)
 
@@ -635,6 +810,7 @@ class _Machine:
         item = self.value(self.pop())
         key = self.value(self.pop())
         target = self.mutable(self.top(), (dict, OrderedDict), "SETITEM")
+        self.hashed((key,), self.table(target))
         self.grow(target, [key, item])
         target[key] = item
 
@@ -643,6 +819,7 @@ class _Machine:
         if len(items) % 2:
             raise _Corrupt(f"odd number of items for SETITEMS at byte {self.op_pos}")
         target = self.mutable(self.top(), (dict, OrderedDict), "SETITEMS")
+        self.hashed(items[::2], self.table(target))
         self.grow(target, items)
         for index in range(0, len(items), 2):
             target[items[index]] = items[index + 1]
@@ -690,7 +867,13 @@ class _Machine:
         self.push(int.from_bytes(self.take(self.take(1)[0]), "little", signed=True))
 
     def op_long4(self) -> None:
-        self.push(int.from_bytes(self.take(self.take_int("<i", 4)), "little", signed=True))
+        length = self.take_int("<i", 4)
+        if length > MAX_INT_BYTES:
+            raise _Refused(
+                f"refusing an int of {length:,} bytes at byte {self.op_pos}: at most "
+                f"berg_core.safe_npy.MAX_INT_BYTES = {MAX_INT_BYTES}"
+            )
+        self.push(int.from_bytes(self.take(length), "little", signed=True))
 
     def op_binfloat(self) -> None:
         self.push(struct.unpack(">d", self.take(8))[0])
@@ -708,7 +891,7 @@ class _Machine:
         self.text(self.take_int("<Q", 8))
 
     def data(self, length: int, kind: type) -> None:
-        if self.file is not None and length >= max(_MAP_THRESHOLD, 1):
+        if self.file is not None and length >= max(MAP_THRESHOLD, 1):
             span = _Span(self.pos, length, kind)
             if self.pos + length > self.end:
                 raise _Corrupt(
@@ -716,6 +899,7 @@ class _Machine:
                     f"the data ends at {self.end}"
                 )
             self.pos += length
+            self.skipped += length
             self.push(span)
         else:
             data = self.take(length)
@@ -782,21 +966,26 @@ class _Machine:
         dtype = self.dtype(state[1])
         fortran = state[2]
         if type(fortran) not in (bool, int) or fortran not in (0, 1):
-            raise _Corrupt(f"bad array order flag {fortran!r} at byte {self.op_pos}")
+            raise _Corrupt(f"bad array order flag {_brief(fortran)} at byte {self.op_pos}")
         what = f"array at byte {self.op_pos} of shape {shape} and dtype {dtype}"
         size = prod(shape)
         if dtype.hasobject:
             raw = self.value(state[3])
             if type(raw) is not list or len(raw) != size:
                 raise _Corrupt(f"{what}: expected a list of {size} objects")
+            # numpy allocates size * itemsize bytes (a structured item may be mostly padding)
+            self.charge(size * max(dtype.itemsize, 8), what)
+            depth, expanded = self.measure(raw)
+            self.check(1 + depth, expanded)
             array = _multiarray._reconstruct(np.ndarray, (0,), b"b")
             array.__setstate__((1, shape, dtype, bool(fortran), raw))
-            self.new(array, 1 + self.depth_of(raw))
+            self.new(array, 1 + depth, expanded)
         else:
             raw = self.payload(state[3], size * dtype.itemsize, what)
             if type(raw) is _Span and dtype.byteorder != _SWAPPED:
                 array = self.memmap(raw, dtype, shape, "F" if fortran else "C")
             else:
+                self.charge(size * dtype.itemsize, what)
                 array = _multiarray._reconstruct(np.ndarray, (0,), b"b")
                 # numpy swaps a non-native byte order here: such arrays are read, not mapped
                 array.__setstate__((1, shape, dtype, bool(fortran), bytes(self.value(raw))))
@@ -821,6 +1010,7 @@ class _Machine:
             return None
         if len(data) != dtype.itemsize:
             raise _Corrupt(f"scalar of dtype {dtype} needs {dtype.itemsize} bytes, got {len(data)}")
+        self.charge(dtype.itemsize, f"a scalar of dtype {dtype}")
         return _multiarray.scalar(dtype, data)
 
     def _call_frombuffer(self, args: tuple[Any, ...]) -> Any:
@@ -840,6 +1030,7 @@ class _Machine:
         if type(raw) is _Span:
             array = self.memmap(raw, dtype, shape, layout)
         else:
+            self.charge(len(raw), what)
             array = np.frombuffer(raw, dtype=dtype).reshape(shape, order=layout)
         return array.transpose(axes) if order == "K" else array
 
@@ -857,6 +1048,7 @@ class _Machine:
     def _call_encode(self, args: tuple[Any, ...]) -> bytes | None:
         if len(args) != 2 or type(args[0]) is not str or args[1] not in ("latin1", "latin-1"):
             return None
+        self.charge(len(args[0]), f"encoding {len(args[0]):,} characters")
         return args[0].encode("latin-1")
 
     def _call_bytes(self, args: tuple[Any, ...]) -> bytes | None:
@@ -868,31 +1060,41 @@ class _Machine:
         items = self.value(args[0]) if len(args) == 1 else None
         if type(items) not in (list, tuple, set, frozenset):
             return None
+        self.charge(8 * len(items), f"copying {len(items):,} elements")
         return [self.value(item) for item in items]
+
+    def hashed_set(self, kind: type, items: list[Any]) -> Any:
+        """``set(items)`` or ``frozenset(items)``, its elements checked as keys."""
+        table: dict[int, Any] = {}
+        self.hashed(items, table)
+        depth, size = self.adopt(items)
+        return self.keyed(kind(items), 1 + depth, 1 + size, table)
 
     def _call_set(self, args: tuple[Any, ...]) -> set[Any] | None:
         items = self._items(args)
-        return None if items is None else self.new(set(items), 1 + self.adopt(items))
+        return None if items is None else self.hashed_set(set, items)
 
     def _call_frozenset(self, args: tuple[Any, ...]) -> frozenset[Any] | None:
         items = self._items(args)
-        return None if items is None else self.new(frozenset(items), 1 + self.adopt(items))
+        return None if items is None else self.hashed_set(frozenset, items)
 
     # NEWOBJ of set, bytearray, OrderedDict: cls.__new__ makes an empty one (opcodes fill it)
 
     def _new_set(self, args: tuple[Any, ...]) -> set[Any] | None:
-        return None if args else self.new(set(), 1)
+        return None if args else self.new(set(), 1, 1)
 
     def _new_bytearray(self, args: tuple[Any, ...]) -> bytearray | None:
         return None if args else bytearray()
 
     def _call_ordered_dict(self, args: tuple[Any, ...]) -> OrderedDict[Any, Any] | None:
-        return None if args else self.new(OrderedDict(), 1)
+        return None if args else self.new(OrderedDict(), 1, 1)
 
     def _call_bytearray(self, args: tuple[Any, ...]) -> bytearray | None:
         values = [self.value(arg) for arg in args]
         if not values:
             return bytearray()
+        if type(values[0]) in (bytes, str):
+            self.charge(len(values[0]), f"a bytearray of {len(values[0]):,} bytes")
         if len(values) == 1 and type(values[0]) is bytes:
             return bytearray(values[0])
         if len(values) == 2 and type(values[0]) is str and values[1] in ("latin1", "latin-1"):
@@ -1037,7 +1239,7 @@ def load_pickled_npy(path: str | Path) -> Any:
             else:
                 shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
             if not dtype.hasobject:
-                if prod(shape) * dtype.itemsize >= max(_MAP_THRESHOLD, 1):
+                if prod(shape) * dtype.itemsize >= max(MAP_THRESHOLD, 1):
                     return np.load(path, mmap_mode="r", allow_pickle=False)
                 stream.seek(0)
                 return np.load(stream, allow_pickle=False)
@@ -1087,17 +1289,64 @@ def read_rows(array: np.ndarray, rows: Any) -> np.ndarray:
 
 
 def in_memory(obj: Any) -> Any:
-    """Copy every memory-mapped array inside *obj* (dicts, lists, tuples) into a writable array.
+    """Copy every memory-mapped array inside *obj* into a writable in-memory array.
 
-    Users get metadata they can modify and keep after the file changes; model weights stay
-    mapped.
+    Dicts (``OrderedDict`` too), lists, tuples and object arrays are copied, keeping their types;
+    every other value is shared with *obj*. A value that appears several times in *obj* is copied
+    once and appears as many times in the copy (shared, not expanded); a container that contains
+    itself is copied as one that contains its copy. Users get metadata they can modify and keep
+    after the file changes; model weights stay mapped.
+
+    Parameters
+    ----------
+    obj : object
+        Usually what :func:`load_pickled_npy` returned.
+
+    Returns
+    -------
+    object
+        The copy.
     """
-    if isinstance(obj, np.memmap):
-        return np.array(obj)
-    if isinstance(obj, dict):
-        return {key: in_memory(value) for key, value in obj.items()}
-    if isinstance(obj, list):
-        return [in_memory(value) for value in obj]
-    if isinstance(obj, tuple):
-        return tuple(in_memory(value) for value in obj)
-    return obj
+    return _InMemory().copy(obj)
+
+
+class _InMemory:
+    """One :func:`in_memory` copy: ``memo`` maps the id of each value copied to its copy."""
+
+    def __init__(self) -> None:
+        self.memo: dict[int, Any] = {}
+        self.keep: list[Any] = []  # the originals, so that their ids stay theirs
+
+    def copy(self, obj: Any) -> Any:
+        done = self.memo.get(id(obj))
+        if done is not None:
+            return done
+        if isinstance(obj, np.memmap):
+            return self.remember(obj, np.array(obj))
+        kind = type(obj)
+        if kind not in (dict, OrderedDict, list, tuple) and not (
+            kind is np.ndarray and obj.dtype.hasobject
+        ):
+            return obj
+        if kind is tuple:
+            # a tuple can only contain itself through a list or dict: those are in the memo
+            return self.remember(obj, tuple([self.copy(item) for item in obj]))
+        if kind is np.ndarray:
+            result = np.empty_like(obj)
+            self.remember(obj, result)
+            for index in np.ndindex(obj.shape):
+                result[index] = self.copy(obj[index])
+            return result
+        if kind is list:
+            result = self.remember(obj, [])
+            result.extend(self.copy(item) for item in obj)
+            return result
+        result = self.remember(obj, kind())
+        for key, value in obj.items():
+            result[key] = self.copy(value)
+        return result
+
+    def remember(self, obj: Any, copy: Any) -> Any:
+        self.memo[id(obj)] = copy
+        self.keep.append(obj)
+        return copy

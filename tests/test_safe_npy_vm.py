@@ -168,12 +168,12 @@ def _sample() -> dict[str, Any]:
 # -- equivalence with np.load ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("threshold", [safe_npy._MAP_THRESHOLD, 64], ids=["in-memory", "mapped"])
+@pytest.mark.parametrize("threshold", [safe_npy.MAP_THRESHOLD, 64], ids=["in-memory", "mapped"])
 @pytest.mark.parametrize("protocol", [2, 3, 4, 5])
 def test_same_values_as_numpy_for_every_protocol(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, protocol: int, threshold: int
 ) -> None:
-    monkeypatch.setattr(safe_npy, "_MAP_THRESHOLD", threshold)
+    monkeypatch.setattr(safe_npy, "MAP_THRESHOLD", threshold)
     data = _sample()
     path = _write_npy(tmp_path / f"p{protocol}.npy", data, protocol)
     reference = np.load(path, allow_pickle=True).item()
@@ -253,7 +253,7 @@ def test_large_arrays_are_mapped_not_read(tmp_path: Path) -> None:
 
 
 def test_read_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(safe_npy, "_MAP_THRESHOLD", 64)
+    monkeypatch.setattr(safe_npy, "MAP_THRESHOLD", 64)
     coef = np.arange(600.0, dtype=np.float32).reshape(100, 6)
     np.save(tmp_path / "w.npy", {"coef_": coef})  # type: ignore[arg-type]
     mapped = load_pickled_npy(tmp_path / "w.npy")["coef_"]
@@ -486,11 +486,11 @@ def _array_pickle(shape: tuple[int, ...], dtype: str, raw: bytes, protocol: int 
     )
 
 
-@pytest.mark.parametrize("threshold", [safe_npy._MAP_THRESHOLD, 16], ids=["in-memory", "mapped"])
+@pytest.mark.parametrize("threshold", [safe_npy.MAP_THRESHOLD, 16], ids=["in-memory", "mapped"])
 def test_array_state_with_inconsistent_sizes_is_corrupt(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threshold: int
 ) -> None:
-    monkeypatch.setattr(safe_npy, "_MAP_THRESHOLD", threshold)
+    monkeypatch.setattr(safe_npy, "MAP_THRESHOLD", threshold)
     for shape, raw in [((1000,), b"\x00" * 64), ((2,), b"\x00" * 64), ((4, 0), b"\x00" * 32)]:
         path = _write_raw_npy(tmp_path / "a.npy", _array_pickle(shape, "f8", raw))
         with pytest.raises(ModelLoadError, match=r"corrupt.*needs \d+ bytes; the file holds"):
@@ -526,7 +526,7 @@ def test_every_truncation_is_a_model_load_error(tmp_path: Path) -> None:
 def test_random_corruption_never_escapes_as_another_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(safe_npy, "_MAP_THRESHOLD", 32)
+    monkeypatch.setattr(safe_npy, "MAP_THRESHOLD", 32)
     rng = np.random.default_rng(3)
     data = {"a": np.arange(40.0).reshape(5, 8), "b": [1, "x", (2, None)], "s": np.float32(2)}
     for protocol in (2, 4, 5):
