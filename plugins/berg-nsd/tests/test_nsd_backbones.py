@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision
+from error_bounds import assert_within
 from nsd_reference import ALEXNET, UNTRAINED, VIT, Model, assert_float32_close
 
 from berg_core import BERG, ModelLoadError
@@ -89,8 +90,9 @@ def test_pretrained_alexnet_from_the_cache(
     lh, rh = berg.encode(model, stimulus, show_progress=False)
     lh_index, rh_index = alexnet.rois("V3d")
     ref_lh, ref_rh = alexnet.responses(stimulus, lh_index, rh_index)
-    assert_float32_close(lh, ref_lh)
-    assert_float32_close(rh, ref_rh)
+    lh_tolerance, rh_tolerance = alexnet.tolerance(stimulus, lh_index, rh_index)
+    assert_within(lh, ref_lh, lh_tolerance)
+    assert_within(rh, ref_rh, rh_tolerance)
     # the cache's weights were used, not the untrained network's
     assert not np.allclose(alexnet.features(stimulus), untrained.features(stimulus))
 

@@ -8,7 +8,8 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from nsd_reference import UNTRAINED, Model, assert_float32_close
+from error_bounds import assert_within, exact_readout
+from nsd_reference import UNTRAINED, Model
 
 from berg_core import BERG, InvalidParameterError
 from berg_core.output import encode_to_hdf5
@@ -23,6 +24,26 @@ def _mask(indices: np.ndarray) -> np.ndarray:
     return mask
 
 
+def assert_same(
+    untrained: Model,
+    stimulus: np.ndarray,
+    actual: tuple[np.ndarray, np.ndarray],
+    expected: tuple[np.ndarray, np.ndarray],
+    lh: np.ndarray | None = None,
+    rh: np.ndarray | None = None,
+) -> None:
+    """Two float32 computations of the same responses agree within the arithmetic's bound.
+
+    BLAS kernels (and so the last bits) differ between CPUs, thread counts, batch shapes and
+    column counts; the tolerance follows from the computation (see ``error_bounds``).
+    """
+    for got, wanted, tolerance in zip(
+        actual, expected, untrained.tolerance(stimulus, lh, rh), strict=True
+    ):
+        assert got.dtype == np.float32
+        assert_within(got, wanted, tolerance)
+
+
 @pytest.fixture(scope="module")
 def full(berg: BERG, untrained: Model, stimulus: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """berg's full-brain responses (default batch size)."""
@@ -33,22 +54,47 @@ def full(berg: BERG, untrained: Model, stimulus: np.ndarray) -> tuple[np.ndarray
 def test_full_brain_matches_reference(full: tuple, untrained: Model, stimulus: np.ndarray) -> None:
     lh, rh = full
     assert lh.shape == rh.shape == (len(stimulus), N)
-    ref_lh, ref_rh = untrained.responses(stimulus)
-    assert_float32_close(lh, ref_lh)
-    assert_float32_close(rh, ref_rh)
+    assert_same(untrained, stimulus, full, untrained.responses(stimulus))
     # responses differ between images and vertices (the comparison is not trivially satisfied)
     assert np.std(lh[:, :1000], axis=0).min() > 1e-3
 
 
+def test_tolerance_catches_real_mistakes(
+    untrained: Model, stimulus: np.ndarray, full: tuple
+) -> None:
+    """The derived tolerance passes the right responses and fails plausible wrong ones."""
+    (exact_lh, _), (bound_lh, _) = untrained.exact_and_bound(stimulus)
+    tolerance_lh, _ = untrained.tolerance(stimulus)
+    # berg's float32 responses are within the bound of the float64 ones
+    assert_within(full[0], exact_lh, bound_lh)
+
+    def beyond(wrong: np.ndarray, tolerance: np.ndarray) -> float:
+        return float(np.mean(np.abs(wrong - full[0][:, : wrong.shape[1]]) > tolerance))
+
+    # each vertex given its neighbour's column
+    assert beyond(full[0][:, 1:], tolerance_lh[:, :-1]) > 0.9
+    # the hemispheres swapped
+    assert beyond(full[1], tolerance_lh) > 0.9
+    # the scaler step left out
+    features, _ = untrained.exact_features(stimulus)
+    scaler = untrained.weights["scaler_param"]
+    unscaled = {
+        **scaler,
+        "mean_": np.zeros_like(scaler["mean_"]),
+        "scale_": np.ones_like(scaler["scale_"]),
+    }
+    weights = {**untrained.weights, "scaler_param": unscaled}
+    assert beyond(exact_readout(features, weights, {"lh": None})["lh"], tolerance_lh) > 0.9
+
+
 @pytest.mark.parametrize("batch_size", [1, 2, 4, 64])
 def test_batch_size_does_not_change_results(
-    berg: BERG, full: tuple, stimulus: np.ndarray, batch_size: int
+    berg: BERG, untrained: Model, full: tuple, stimulus: np.ndarray, batch_size: int
 ) -> None:
     model = berg.get_encoding_model(UNTRAINED, subject=1, batch_size=batch_size)
     assert model.batch_size == batch_size
     lh, rh = berg.encode(model, stimulus, show_progress=False)
-    assert_float32_close(lh, full[0])
-    assert_float32_close(rh, full[1])
+    assert_same(untrained, stimulus, (lh, rh), full)
     # streaming per batch gives the same rows
     batches = list(model.encode_batches(as_stimulus(stimulus)))
     assert [b[0].shape[0] for b in batches] == [
@@ -64,12 +110,12 @@ def test_roi(berg: BERG, untrained: Model, stimulus: np.ndarray, full: tuple, ro
     lh, rh = berg.encode(model, stimulus, show_progress=False)
     assert lh.shape == (len(stimulus), len(lh_index))
     assert rh.shape == (len(stimulus), len(rh_index))
-    ref_lh, ref_rh = untrained.responses(stimulus, lh_index, rh_index)
-    assert_float32_close(lh, ref_lh)
-    assert_float32_close(rh, ref_rh)
-    # the selected columns are the full-brain columns of those vertices
-    np.testing.assert_array_equal(lh, full[0][:, lh_index])
-    np.testing.assert_array_equal(rh, full[1][:, rh_index])
+    reference = untrained.responses(stimulus, lh_index, rh_index)
+    assert_same(untrained, stimulus, (lh, rh), reference, lh_index, rh_index)
+    # the selected columns are the full-brain columns of those vertices (computed with other
+    # column counts, so other BLAS kernels: equal up to rounding)
+    selected = (full[0][:, lh_index], full[1][:, rh_index])
+    assert_same(untrained, stimulus, (lh, rh), selected, lh_index, rh_index)
     columns = model.column_indices()
     np.testing.assert_array_equal(columns["lh"], lh_index)
     np.testing.assert_array_equal(columns["rh"], rh_index)
@@ -105,12 +151,11 @@ def test_lh_mask_only_keeps_rh_whole(
         UNTRAINED, subject=1, selection={"lh_vertices": _mask(index).tolist()}
     )
     lh, rh = berg.encode(model, stimulus, show_progress=False)
-    ref_lh, ref_rh = untrained.responses(stimulus, index, None)
     assert lh.shape == (len(stimulus), 4)
     assert rh.shape == (len(stimulus), N)
-    assert_float32_close(lh, ref_lh)
-    assert_float32_close(rh, ref_rh)
-    np.testing.assert_array_equal(lh, full[0][:, index])
+    reference = untrained.responses(stimulus, index, None)
+    assert_same(untrained, stimulus, (lh, rh), reference, index, None)
+    assert_same(untrained, stimulus, (lh, rh), (full[0][:, index], full[1]), index, None)
 
 
 def test_both_masks(berg: BERG, untrained: Model, stimulus: np.ndarray) -> None:
@@ -120,9 +165,8 @@ def test_both_masks(berg: BERG, untrained: Model, stimulus: np.ndarray) -> None:
     selection = {"lh_vertices": _mask(lh_index).astype(bool), "rh_vertices": _mask(rh_index)}
     model = berg.get_encoding_model(UNTRAINED, subject=1, selection=selection)
     lh, rh = berg.encode(model, stimulus, show_progress=False)
-    ref_lh, ref_rh = untrained.responses(stimulus, lh_index, rh_index)
-    assert_float32_close(lh, ref_lh)
-    assert_float32_close(rh, ref_rh)
+    reference = untrained.responses(stimulus, lh_index, rh_index)
+    assert_same(untrained, stimulus, (lh, rh), reference, lh_index, rh_index)
 
 
 def test_int64_input_equals_uint8(berg: BERG, stimulus: np.ndarray, full: tuple) -> None:
@@ -138,9 +182,8 @@ def test_float_input(berg: BERG, untrained: Model, stimulus: np.ndarray, full: t
     model = berg.get_encoding_model(UNTRAINED, subject=1)
     lh, rh = berg.encode(model, images, show_progress=False)
     # the transform on the float tensor (resized in floating point, not rounded to 8 bits)
-    ref_lh, ref_rh = untrained.responses(images)
-    assert_float32_close(lh, ref_lh)
-    assert_float32_close(rh, ref_rh)
+    reference = untrained.responses(images)
+    assert_same(untrained, images, (lh, rh), reference)
     # close to, but not the same as, the uint8 route
     assert not np.array_equal(lh, full[0])
     np.testing.assert_allclose(lh, full[0], atol=0.05 * np.abs(full[0]).max())
@@ -163,9 +206,9 @@ def test_images_of_different_sizes(
     lh, rh = berg.encode(model, tmp_path, show_progress=False)
     lh_index, rh_index = untrained.rois("V2d")
     for i, image in enumerate(images):
-        ref_lh, ref_rh = untrained.responses(image[None], lh_index, rh_index)
-        assert_float32_close(lh[i : i + 1], ref_lh)
-        assert_float32_close(rh[i : i + 1], ref_rh)
+        reference = untrained.responses(image[None], lh_index, rh_index)
+        rows = (lh[i : i + 1], rh[i : i + 1])
+        assert_same(untrained, image[None], rows, reference, lh_index, rh_index)
 
 
 def test_return_metadata(berg: BERG, stimulus: np.ndarray, untrained: Model) -> None:
