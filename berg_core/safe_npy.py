@@ -16,6 +16,19 @@ array it holds becomes a read-only :class:`numpy.memmap` of the file (pages are 
 so loading a 0.55 GB weights file costs almost no memory, and :func:`read_rows` later reads
 only the selected rows. Smaller payloads, and object arrays, are built in memory exactly as numpy
 builds them.
+
+A pickle of a few hundred bytes can describe far more than it holds (a value shared by reference
+at every level of a deep structure, one payload rebuilt at every reference, an object array of a
+huge shape, keys that all hash alike). The machine therefore runs on a budget, whose constants
+are below (:data:`MAP_THRESHOLD` to :data:`MAX_DIMS`): what it allocates and what it hashes is
+charged as it goes, against :data:`BUDGET_PER_BYTE` units per byte of pickle read so far plus
+:data:`BUDGET_FLOOR`; so memory stays within a small multiple of the file's size (plus the
+memory-mapped arrays) and time is linear in it. Every value's expanded size (a shared value
+counted each time it appears) is bounded by the same figure, so that code walking the result
+(``json.dumps``, ``repr``, :func:`in_memory`) does bounded work; nesting is bounded by
+:data:`MAX_DEPTH`, a container that contains itself is refused, and so are more than
+:data:`MAX_HASH_COLLISIONS` distinct keys of one dict or set with the same hash. Anything beyond
+raises an error naming the byte of the opcode that went over.
 """
 
 from __future__ import annotations
@@ -151,7 +164,9 @@ class _DtypeStub:
 
 
 _INTERNAL = (_Global, _Span, _ArrayStub, _DtypeStub)
+_INTERNAL_KINDS = frozenset(_INTERNAL)
 _MUTABLE = (list, dict, set, OrderedDict)
+_MUTABLE_KINDS = frozenset(_MUTABLE)
 _CONTAINERS = frozenset([list, dict, set, OrderedDict, tuple, frozenset])
 _SIMPLE = frozenset([str, int, float, bool, type(None), bytes, list, dict, set, OrderedDict])
 _LEAVES = frozenset([str, int, float, bool, type(None), bytes])
@@ -432,7 +447,7 @@ class _Machine:
     def check(self, depth: int, size: int) -> None:
         if depth > MAX_DEPTH:
             raise _Refused(f"data nested more than {MAX_DEPTH} levels deep, at byte {self.op_pos}")
-        if size > self.limit():
+        if size > BUDGET_FLOOR and size > self.limit():
             raise _Refused(
                 f"data expands to {size:,} values at byte {self.op_pos} (a shared value counts "
                 f"each time it appears), more than the {self.limit():,} the "
@@ -444,13 +459,19 @@ class _Machine:
         """Seal the containers among *items* (about to go inside another): max depth, sum size."""
         deepest = 0
         total = 0
+        info = self.info
         for item in items:
-            if type(item) in _LEAVES:
+            kind = type(item)
+            if kind in _LEAVES:
                 total += 1
                 continue
-            if isinstance(item, _MUTABLE):
-                self.sealed.add(id(item))
-            depth, size = self.measure(item)
+            if kind in _CONTAINERS:
+                key = id(item)
+                if kind in _MUTABLE_KINDS:
+                    self.sealed.add(key)
+                depth, size = info.get(key, (1, 1))
+            else:
+                depth, size = self.measure(item)
             total += size
             if depth > deepest:
                 deepest = depth
@@ -526,11 +547,11 @@ class _Machine:
         result = tuple(items)
         depth, size = self.adopt(result)
         self.new(result, 1 + depth, 1 + size)
-        if any(
-            isinstance(item, _INTERNAL) or (type(item) is tuple and id(item) in self.impure)
-            for item in result
-        ):
-            self.impure[id(result)] = [result, None]
+        for item in result:
+            kind = type(item)
+            if kind in _INTERNAL_KINDS or (kind is tuple and id(item) in self.impure):
+                self.impure[id(result)] = [result, None]
+                break
         return result
 
     def shape(self, item: Any) -> tuple[int, ...]:
@@ -1184,7 +1205,8 @@ def loads_restricted(data: bytes) -> Any:
     ------
     pickle.UnpicklingError
         If the pickle refers to anything outside :data:`ALLOWED_GLOBALS`, uses an opcode numpy
-        data does not need, or is malformed or truncated.
+        data does not need, is malformed or truncated, or goes beyond the loader's budget (see
+        the module's documentation); the message names the byte where that happened.
     """
     buf = data if isinstance(data, bytes) else bytes(data)
     return _Machine(buf, 0, len(buf), None).run()
@@ -1227,8 +1249,9 @@ def load_pickled_npy(path: str | Path) -> Any:
     Raises
     ------
     ModelLoadError
-        If the file is missing, is not a ``.npy`` file, is truncated or corrupt, or holds
-        anything that is not data.
+        If the file is missing, is not a ``.npy`` file, is truncated or corrupt, holds anything
+        that is not data, or goes beyond the loader's budget (see the module's documentation).
+        The message names the file and, for its pickle, the byte where that happened.
     """
     path = Path(path)
     try:
