@@ -48,7 +48,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 from berg_core.errors import InvalidParameterError, ModelLoadError
 
@@ -84,6 +84,9 @@ _MAX_DELAY = 60.0
 _MD5_ETAG = re.compile(r"^[0-9a-fA-F]{32}$")
 _CONTENT_RANGE = re.compile(r"^bytes\s+(\d+)-(\d+)/(\d+|\*)$")
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_MAX_REDIRECTS = 5
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 log = logging.getLogger(__name__)
 
@@ -320,10 +323,13 @@ def inspect_files(
                 except ModelLoadError as exc:
                     status["error"] = str(exc)
                 else:
-                    status["remote_size"] = _int_header(response, "Content-Length")
-                    status["etag"] = response.headers.get("ETag")
-                    response.drain_conn()  # the connection is reused only once drained
-                    response.release_conn()
+                    if response is None:
+                        status["error"] = "the server does not answer HEAD requests"
+                    else:
+                        status["remote_size"] = _int_header(response, "Content-Length")
+                        status["etag"] = response.headers.get("ETag")
+                        response.drain_conn()  # the connection is reused only once drained
+                        response.release_conn()
             statuses.append(FileStatus(**status))
     finally:
         if http is not None:
@@ -391,6 +397,7 @@ def fetch_files(
         )
     root = Path(berg_dir).expanduser()
     base = resolve_base_url(base_url)
+    _check_berg_dir(root)
     targets = [root / key for key in keys]
     missing = [
         (key, target) for key, target in zip(keys, targets, strict=True) if not target.is_file()
@@ -398,6 +405,8 @@ def fetch_files(
     if not missing:
         log.debug("all %d file(s) present under %s", len(keys), root)
         return targets
+    for key, target in missing:  # before any download: a path berg cannot write is an error now
+        _check_target(root, key, target)
     http = _pool_manager(base, timeout)
     try:
         for number, (key, target) in enumerate(missing, 1):
@@ -412,10 +421,46 @@ def fetch_files(
                 show_progress=show_progress,
                 verify_etag=verify_etag,
             )
-            _fetch_locked(job)
+            try:
+                _fetch_locked(job)
+            except OSError as exc:  # network errors are handled inside: this is the local disk
+                raise ModelLoadError(
+                    f"cannot save {key!r} under berg_dir {str(root)!r}: {_os_reason(exc)}"
+                ) from None
     finally:
         http.clear()
     return targets
+
+
+def _check_berg_dir(root: Path) -> None:
+    """Refuse a *root* that exists but is not a directory."""
+    if root.exists() and not root.is_dir():
+        raise InvalidParameterError(
+            f"berg_dir {str(root)!r} is not a directory (it is a file); pass a folder, which is "
+            f"created if it does not exist"
+        )
+
+
+def _check_target(root: Path, key: str, target: Path) -> None:
+    """Refuse a *target* that is a directory, or whose folders under *root* are files."""
+    if target.is_dir():
+        raise ModelLoadError(
+            f"cannot save {key!r}: {target} is a directory, where the file belongs; remove it or "
+            f"use another berg_dir"
+        )
+    for folder in reversed(target.relative_to(root).parents[:-1]):
+        path = root / folder
+        if path.exists() and not path.is_dir():
+            raise ModelLoadError(
+                f"cannot save {key!r}: {path} is a file, where a folder belongs; remove it or use "
+                f"another berg_dir"
+            )
+
+
+def _os_reason(exc: OSError) -> str:
+    if exc.strerror and exc.filename:
+        return f"{exc.strerror}: {exc.filename}"
+    return str(exc) or type(exc).__name__
 
 
 @dataclass
@@ -429,6 +474,14 @@ class _Job:
     backoff: float
     show_progress: bool
     verify_etag: bool
+
+
+@dataclass(frozen=True)
+class _Remote:
+    """What the ``HEAD`` response said about an object; None where it said nothing."""
+
+    size: int | None = None
+    etag: str | None = None
 
 
 class _TransientError(Exception):
@@ -445,6 +498,14 @@ class _RangeError(_TransientError):
 
 class _ConnectError(_TransientError):
     """The server could not be reached at all (offline, connection refused, DNS failure)."""
+
+
+class _CorruptDownloadError(ModelLoadError):
+    """A download that cannot be trusted: its partial is deleted before this is raised on."""
+
+
+class _BodyTooLongError(Exception):
+    """The body went on past the size the server announced."""
 
 
 def _is_connect_failure(exc: BaseException) -> bool:
@@ -493,11 +554,14 @@ def _download(job: _Job) -> None:
         while True:
             try:
                 size, total, etag = _attempt(job, part, state_file, progress)
+                _verify(job, size, total, etag, progress.hasher)
             except _TransientError as exc:
                 if isinstance(exc, _RangeError):
                     _discard(part, state_file)
                 failures = 1 if progress.received > 0 else failures + 1
                 if failures > job.retries:
+                    if not _validator(_load_state(state_file)):  # the partial cannot be resumed
+                        _discard(part, state_file)
                     error = ServerUnreachableError if _is_connect_failure(exc) else ModelLoadError
                     raise error(_failure_message(job, exc, failures, part)) from None
                 delay = _delay(job.backoff, failures, exc.retry_after)
@@ -506,7 +570,9 @@ def _download(job: _Job) -> None:
                 )
                 time.sleep(delay)
                 continue
-            _verify(job, part, size, total, etag, progress.hasher)
+            except _CorruptDownloadError:
+                _discard(part, state_file)
+                raise
             os.replace(part, job.target)
             state_file.unlink(missing_ok=True)
             _fsync_dir(job.target.parent)
@@ -517,26 +583,40 @@ def _download(job: _Job) -> None:
             progress.bar.close()
 
 
+def _probe(job: _Job) -> _Remote:
+    """``HEAD`` the object for its size and ETag (nothing known if the server refuses HEAD)."""
+    response = _send(job.http, "HEAD", job.url, job.key, {})
+    if response is None:
+        log.debug("%s: the server does not answer HEAD requests", job.key)
+        return _Remote()
+    try:
+        return _Remote(_int_header(response, "Content-Length"), response.headers.get("ETag"))
+    finally:
+        response.drain_conn()  # the connection is reused only once drained
+        response.release_conn()
+
+
 def _attempt(
     job: _Job, part: Path, state_file: Path, progress: _Progress
 ) -> tuple[int, int | None, str | None]:
-    """One GET, resuming the partial if there is one; return ``(size, total, etag)``.
+    """One HEAD and one GET, resuming the partial if there is one; return ``(size, total, etag)``.
 
-    Raises :class:`_TransientError` when the transfer should be tried again.
+    Raises :class:`_TransientError` when the transfer should be tried again and
+    :class:`_CorruptDownloadError` when what was received cannot be trusted.
     """
     from tqdm.auto import tqdm
 
     progress.received = 0
-    offset, state = _resume_state(part, state_file)
+    remote = _probe(job)
+    offset, state = _resume_state(part, state_file, remote)
     headers = {}
     if offset:
         headers["Range"] = f"bytes={offset}-"
-        validator = state.get("etag") or state.get("last_modified")
-        headers["If-Range"] = validator
+        headers["If-Range"] = _validator(state)
     response = _send(job.http, "GET", job.url, job.key, headers)
     consumed = False
     try:
-        offset, total, etag = _start_body(job, response, offset, state, part, state_file)
+        offset, total, etag = _start_body(job, response, offset, state, remote, part, state_file)
         if progress.hasher is None or progress.hashed != offset:
             progress.hasher = _hash_prefix(part, offset, etag, job.verify_etag)
             progress.hashed = offset
@@ -554,10 +634,16 @@ def _attempt(
         elif progress.bar.n != offset or progress.bar.total != total:
             progress.bar.reset(total=total)
             progress.bar.update(offset)
+        limit = None if total is None else total - offset
         with open(part, "ab") as out:
             try:
-                _copy_body(response, out, progress.hasher, progress.bar)
+                _copy_body(response, out, progress.hasher, progress.bar, limit)
                 consumed = True
+            except _BodyTooLongError:
+                raise _CorruptDownloadError(
+                    f"{job.key}: {job.url} sent more than the {total} bytes announced "
+                    f"(Content-Length, Content-Range or HEAD); the download was deleted"
+                ) from None
             finally:
                 out.flush()
                 os.fsync(out.fileno())
@@ -573,23 +659,42 @@ def _attempt(
     return size, total, etag
 
 
-def _resume_state(part: Path, state_file: Path) -> tuple[int, dict[str, Any]]:
-    """Size of a resumable partial and its saved validators; ``(0, {})`` after discarding one."""
+def _resume_state(part: Path, state_file: Path, remote: _Remote) -> tuple[int, dict[str, Any]]:
+    """Size of a resumable partial and its saved validators; ``(0, {})`` after discarding one.
+
+    A partial is discarded when it has no saved validator, or when *remote* (the ``HEAD``
+    response) shows it cannot be a prefix of the object: another ETag or size, or not shorter.
+    """
     if not part.is_file():
         state_file.unlink(missing_ok=True)
         return 0, {}
-    try:
-        state = json.loads(state_file.read_text())
-        if not isinstance(state, dict):
-            raise ValueError(state)
-    except (OSError, ValueError):
-        state = {}
+    state = _load_state(state_file)
     size = part.stat().st_size
-    if size and (state.get("etag") or state.get("last_modified")):
+    stale = (
+        (remote.etag is not None and state.get("etag") not in (None, remote.etag))
+        or (remote.size is not None and state.get("size") not in (None, remote.size))
+        or (remote.size is not None and size >= remote.size)
+    )
+    if size and _validator(state) and not stale:
         return size, state
-    # a partial without a validator cannot be safely resumed
+    # a partial without a validator, or of another version of the object, cannot be resumed
     _discard(part, state_file)
     return 0, {}
+
+
+def _load_state(state_file: Path) -> dict[str, Any]:
+    """The saved state of a partial (``{}`` if missing or unreadable)."""
+    try:
+        state = json.loads(state_file.read_text())
+    except (OSError, ValueError):
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def _validator(state: dict[str, Any]) -> str | None:
+    """What guards resuming a partial (``If-Range``): its ETag, else its Last-Modified."""
+    value = state.get("etag") or state.get("last_modified")
+    return value if isinstance(value, str) and value else None
 
 
 def _start_body(
@@ -597,52 +702,118 @@ def _start_body(
     response: Any,
     offset: int,
     state: dict[str, Any],
+    remote: _Remote,
     part: Path,
     state_file: Path,
 ) -> tuple[int, int | None, str | None]:
     """Check a GET response's status and framing; return ``(offset, total size, etag)``.
 
-    Truncates the partial when the server sends the whole object again.
+    The total size is the ``HEAD`` response's when it gave one, and the GET response must agree
+    with it. Truncates the partial when the server sends the whole object again. Refuses (with
+    :class:`_CorruptDownloadError`) an object whose size and checksum are both unknown.
     """
     etag = response.headers.get("ETag")
+    if remote.etag and etag and etag != remote.etag:
+        raise _TransientError(
+            f"the object changed on the server during the download (ETag {remote.etag} -> {etag})"
+        )
+    etag = etag or remote.etag
+    length = _int_header(response, "Content-Length")
     if response.status == 206:
-        match = _CONTENT_RANGE.match(response.headers.get("Content-Range", "").strip())
-        if not offset or match is None or int(match.group(1)) != offset:
+        content_range = response.headers.get("Content-Range", "")
+        match = _CONTENT_RANGE.match(content_range.strip())
+        announced = None if match is None or match.group(3) == "*" else int(match.group(3))
+        total = remote.size if remote.size is not None else announced
+        if (
+            not offset
+            or match is None
+            or int(match.group(1)) != offset
+            or (announced is not None and announced != total)
+            or (total is not None and int(match.group(2)) != total - 1)
+            or (length is not None and length != int(match.group(2)) - offset + 1)
+        ):
             _discard(part, state_file)
             raise _TransientError(
-                f"unexpected partial response (Content-Range "
-                f"{response.headers.get('Content-Range')!r} for offset {offset})"
+                f"the server did not honour the range request bytes={offset}- (answered 206 with "
+                f"Content-Range {content_range!r}, Content-Length {length}, object size "
+                f"{total if total is not None else '?'}); restarting from byte 0"
             )
         saved = state.get("etag")
         if saved and etag and saved != etag:
             _discard(part, state_file)
             raise _TransientError(f"the object changed on the server (ETag {saved} -> {etag})")
-        total = None if match.group(3) == "*" else int(match.group(3))
         if total is not None and state.get("size") not in (None, total):
             _discard(part, state_file)
             raise _TransientError(
                 f"the object changed on the server (size {state['size']} -> {total})"
             )
+        etag = etag or saved
+        _check_verifiable(job, total, etag)
+        if total is not None:
+            _check_space(job, part, total - offset)
         log.debug("%s: resuming at byte %d of %s", job.key, offset, total)
-        return offset, total, etag or saved
-    # 200: the whole object (first attempt, or the server ignored Range / If-Range failed)
-    if offset:
-        log.debug("%s: server sent the whole object; restarting from byte 0", job.key)
-    total = _int_header(response, "Content-Length")
-    state = {
-        "url": job.url,
-        "etag": etag,
-        "last_modified": response.headers.get("Last-Modified"),
-        "size": total,
-    }
-    state_file.write_text(json.dumps(state))
-    with open(part, "wb"):
-        pass
-    return 0, total, etag
+    else:
+        # 200: the whole object (first attempt, or the server ignored Range / If-Range failed)
+        if remote.size is not None and length is not None and length != remote.size:
+            raise _CorruptDownloadError(
+                f"{job.key}: {job.url} announces {length} bytes in its GET response but "
+                f"{remote.size} in its HEAD response; refusing a server that contradicts itself"
+            )
+        total = remote.size if remote.size is not None else length
+        _check_verifiable(job, total, etag)
+        if total is not None:
+            _check_space(job, part, total)
+        if offset:
+            log.debug("%s: server sent the whole object; restarting from byte 0", job.key)
+        offset = 0
+        state_file.write_text(
+            json.dumps(
+                {
+                    "url": job.url,
+                    "etag": etag,
+                    "last_modified": response.headers.get("Last-Modified"),
+                    "size": total,
+                }
+            )
+        )
+        with open(part, "wb"):
+            pass
+    return offset, total, etag
 
 
-def _copy_body(response: Any, out: Any, hasher: Any, bar: Any) -> int:
-    """Stream the body into *out*; network errors become :class:`_TransientError`."""
+def _check_verifiable(job: _Job, total: int | None, etag: str | None) -> None:
+    """Refuse a download whose completeness could not be checked: no size and no checksum."""
+    if total is None and (not job.verify_etag or _md5_of_etag(etag) is None):
+        checksum = (
+            "checksums are off (verify_etag=False)"
+            if not job.verify_etag
+            else (f"no MD5 checksum (ETag {etag!r})")
+        )
+        raise _CorruptDownloadError(
+            f"refusing to download {job.key!r} from {job.url}: the server announced no size "
+            f"(no Content-Length in its HEAD or GET response) and {checksum}, so a truncated or "
+            f"altered transfer could not be detected. Use a server or mirror that sends "
+            f"Content-Length (S3 does)."
+        )
+
+
+def _check_space(job: _Job, part: Path, needed: int) -> None:
+    """Refuse to start a transfer that cannot fit on the disk holding *part*."""
+    import shutil
+
+    free = shutil.disk_usage(part.parent).free
+    if needed > free:
+        raise ModelLoadError(
+            f"cannot download {job.key!r} from {job.url}: it needs {format_size(needed)} more but "
+            f"only {format_size(free)} are free in {part.parent}"
+        )
+
+
+def _copy_body(response: Any, out: Any, hasher: Any, bar: Any, limit: int | None) -> int:
+    """Stream the body into *out* (at most *limit* bytes, else :class:`_BodyTooLongError`).
+
+    Network errors become :class:`_TransientError`.
+    """
     stream = response.stream(_CHUNK, decode_content=False)
     received = 0
     while True:
@@ -652,6 +823,8 @@ def _copy_body(response: Any, out: Any, hasher: Any, bar: Any) -> int:
             raise _TransientError(f"transfer interrupted: {_reason(exc)}") from None
         if not chunk:
             return received
+        if limit is not None and received + len(chunk) > limit:
+            raise _BodyTooLongError()
         out.write(chunk)
         if hasher is not None:
             hasher.update(chunk)
@@ -684,37 +857,35 @@ def _md5_of_etag(etag: str | None) -> str | None:
     return value.lower() if _MD5_ETAG.match(value) else None
 
 
-def _verify(
-    job: _Job, part: Path, size: int, total: int | None, etag: str | None, hasher: Any
-) -> None:
+def _verify(job: _Job, size: int, total: int | None, etag: str | None, hasher: Any) -> None:
+    """Check a complete transfer's size and MD5; raise :class:`_CorruptDownloadError` on a mismatch.
+
+    :func:`_check_verifiable` made sure at least one of the two is known.
+    """
     if total is not None and size != total:
-        _discard(part, _sibling(job.target, STATE_SUFFIX))
-        raise ModelLoadError(
+        raise _CorruptDownloadError(
             f"{job.key}: received {size} bytes from {job.url} but the server announced {total}; "
             f"the download was deleted. Run the fetch again."
         )
-    if total is None:
-        log.debug("%s: the server sent no size; size not verified", job.key)
-    expected = _md5_of_etag(etag)
-    if not job.verify_etag:
-        log.debug("%s: checksum not verified (verify_etag=False)", job.key)
-    elif expected is None:
-        log.debug(
-            "%s: ETag %s is not a plain MD5 (S3 multipart upload, or another server); verified "
-            "size only",
-            job.key,
-            etag,
+    expected = _md5_of_etag(etag) if job.verify_etag else None
+    if expected is None:
+        why = (
+            "checksums are off (verify_etag=False)"
+            if not job.verify_etag
+            else f"ETag {etag} is not a plain MD5 (S3 multipart upload, or another server)"
         )
-    else:
-        digest = hasher.hexdigest()
-        if digest != expected:
-            _discard(part, _sibling(job.target, STATE_SUFFIX))
-            raise ModelLoadError(
-                f"{job.key}: the data downloaded from {job.url} does not match the server's "
-                f"checksum (MD5 {digest}, ETag {etag}); the download was deleted. Run the fetch "
-                f"again; if this repeats, the server or a proxy is serving a corrupt file."
-            )
-        log.debug("%s: MD5 %s matches the ETag", job.key, digest)
+        log.info("%s: %s; verified size only (%d bytes)", job.key, why, size)
+        return
+    digest = hasher.hexdigest()
+    if digest != expected:
+        raise _CorruptDownloadError(
+            f"{job.key}: the data downloaded from {job.url} does not match the server's "
+            f"checksum (MD5 {digest}, ETag {etag}); the download was deleted. Run the fetch "
+            f"again; if this repeats, the server or a proxy is serving a corrupt file."
+        )
+    if total is None:
+        log.debug("%s: the server sent no size; the MD5 covers it", job.key)
+    log.debug("%s: MD5 %s matches the ETag", job.key, digest)
 
 
 def _discard(part: Path, state_file: Path) -> None:
@@ -784,9 +955,9 @@ def _pool_manager(base_url: str, timeout: float) -> urllib3.PoolManager:
 
     options: dict[str, Any] = {
         "timeout": urllib3.Timeout(connect=min(timeout, 30.0), read=timeout),
-        # no automatic retries (ours know about partial downloads), but follow redirects
+        # no automatic retries (ours know about partial downloads); _send follows redirects
         "retries": urllib3.Retry(
-            total=None, connect=0, read=0, status=0, other=0, redirect=5, raise_on_status=False
+            total=None, connect=0, read=0, status=0, other=0, redirect=0, raise_on_status=False
         ),
         "maxsize": 2,
     }
@@ -801,43 +972,47 @@ def _pool_manager(base_url: str, timeout: float) -> urllib3.PoolManager:
 def _send(http: Any, method: str, url: str, key: str, headers: dict[str, str]) -> Any:
     """Send one request and return the response if its status is 200 or 206.
 
-    Raises :class:`_TransientError` for failures worth retrying and :class:`ModelLoadError` for the
-    rest, naming *key* and *url*.
+    Redirects are followed (at most :data:`_MAX_REDIRECTS`) only to the same server (same host
+    and port, or ``http`` to ``https`` on the default ports); a ``HEAD`` refused with 405 or 501
+    returns None. A response whose body is encoded (``Content-Encoding`` other than identity) is
+    refused. Raises :class:`_TransientError` for failures worth retrying and
+    :class:`ModelLoadError` for the rest, naming *key* and *url*.
     """
-    import urllib3
-
-    errors = urllib3.exceptions
-    try:
-        response = http.request(
-            method,
-            url,
-            headers={**_headers(), **headers},
-            preload_content=False,
-            decode_content=False,
+    location = url
+    for _ in range(_MAX_REDIRECTS + 1):
+        response = _request(http, method, location, key, headers)
+        if response.status not in _REDIRECTS:
+            break
+        target = response.headers.get("Location")
+        response.drain_conn()
+        response.release_conn()
+        if not target:
+            raise ModelLoadError(
+                f"could not download {key!r}: HTTP {response.status} redirect without a Location "
+                f"from {location}"
+            )
+        target = urljoin(location, target)
+        if not _same_server(url, target):
+            raise ModelLoadError(
+                f"could not download {key!r}: {location} redirects to {target}, another server; "
+                f"berg follows redirects only within {_origin_text(url)}. If that server is a "
+                f"mirror you trust, pass it as --base-url / base_url."
+            )
+        log.debug("%s: redirected to %s", key, target)
+        location = target
+    else:
+        raise ModelLoadError(
+            f"could not download {key!r} from {url}: more than {_MAX_REDIRECTS} redirects"
         )
-    except errors.MaxRetryError as exc:
-        reason = exc.reason
-        if isinstance(reason, errors.SSLError):
-            raise ModelLoadError(
-                f"could not download {key!r} from {url}: TLS/SSL error: {_reason(reason)}"
-            ) from None
-        if isinstance(reason, errors.ResponseError):  # too many redirects
-            raise ModelLoadError(
-                f"could not download {key!r} from {url}: {_reason(reason)}"
-            ) from None
-        if isinstance(reason, (errors.ConnectTimeoutError, errors.ProxyError)):
-            raise _ConnectError(f"cannot connect: {_reason(exc)}") from None
-        raise _TransientError(f"request failed: {_reason(exc)}") from None
-    except errors.LocationValueError as exc:
-        raise ModelLoadError(f"invalid URL {url} for {key!r}: {exc}") from None
-    except _network_errors() as exc:
-        raise _TransientError(f"request failed: {_reason(exc)}") from None
     status = response.status
     if status in (200, 206):
+        _check_encoding(response, key, location)
         return response
     retry_after = _retry_after(response)
     response.drain_conn()
     response.release_conn()
+    if method == "HEAD" and status in (405, 501):
+        return None
     if status == 429 or status >= 500:
         raise _TransientError(f"HTTP {status} {response.reason or ''}".rstrip(), retry_after)
     if status == 416:
@@ -853,6 +1028,77 @@ def _send(http: Any, method: str, url: str, key: str, headers: dict[str, str]) -
             f"keys that do not exist when listing is not allowed: check the key and the base URL."
         )
     raise ModelLoadError(f"could not download {key!r}: HTTP {status} for {url}")
+
+
+def _request(http: Any, method: str, url: str, key: str, headers: dict[str, str]) -> Any:
+    """One request, redirects not followed; connection failures become exceptions of ours."""
+    import urllib3
+
+    errors = urllib3.exceptions
+    try:
+        return http.request(
+            method,
+            url,
+            headers={**_headers(), **headers},
+            preload_content=False,
+            decode_content=False,
+            redirect=False,
+        )
+    except errors.MaxRetryError as exc:
+        reason = exc.reason
+        if isinstance(reason, errors.SSLError):
+            raise ModelLoadError(
+                f"could not download {key!r} from {url}: TLS/SSL error: {_reason(reason)}"
+            ) from None
+        if isinstance(reason, (errors.ConnectTimeoutError, errors.ProxyError)):
+            raise _ConnectError(f"cannot connect: {_reason(exc)}") from None
+        raise _TransientError(f"request failed: {_reason(exc)}") from None
+    except errors.LocationValueError as exc:
+        raise ModelLoadError(f"invalid URL {url} for {key!r}: {exc}") from None
+    except _network_errors() as exc:
+        raise _TransientError(f"request failed: {_reason(exc)}") from None
+
+
+def _check_encoding(response: Any, key: str, url: str) -> None:
+    """Refuse a body the server transformed: the file must be the object's bytes."""
+    for header, allowed in (
+        ("Content-Encoding", ("", "identity")),
+        ("Transfer-Encoding", ("", "identity", "chunked")),
+    ):
+        value = (response.headers.get(header) or "").strip().lower()
+        if value not in allowed:
+            response.close()
+            response.release_conn()
+            raise ModelLoadError(
+                f"refusing {key!r} from {url}: the server sent it with {header}: {value} although "
+                f"berg asks for the bytes as stored (Accept-Encoding: identity), which the size "
+                f"and checksum describe. Use a server or mirror (or proxy) that does not compress."
+            )
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    try:
+        port = parts.port or _DEFAULT_PORTS.get(parts.scheme)
+    except ValueError:  # a port that is not a number
+        port = -1
+    return parts.scheme, (parts.hostname or "").lower(), port
+
+
+def _origin_text(url: str) -> str:
+    scheme, host, port = _origin(url)
+    return f"{scheme}://{host}:{port}"
+
+
+def _same_server(url: str, target: str) -> bool:
+    """Whether a redirect from *url* to *target* stays on the same server."""
+    scheme, host, port = _origin(url)
+    new_scheme, new_host, new_port = _origin(target)
+    if not host or new_host != host:
+        return False
+    if new_scheme == scheme:
+        return new_port == port
+    return (scheme, new_scheme, port, new_port) == ("http", "https", 80, 443)
 
 
 def _with_retries(call: Any, key: str, url: str, retries: int, backoff: float) -> Any:
@@ -888,11 +1134,9 @@ def _retry_after(response: Any) -> float | None:
 
 
 def _int_header(response: Any, name: str) -> int | None:
-    value = response.headers.get(name)
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
+    """The header *name* as a non-negative integer; None if absent or not one."""
+    value = (response.headers.get(name) or "").strip()
+    return int(value) if value.isascii() and value.isdigit() else None
 
 
 def total_size(sizes: Iterable[int | None]) -> int | None:

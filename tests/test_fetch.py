@@ -10,6 +10,7 @@ records every request, so the tests can assert what the client actually sent.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import logging
@@ -62,7 +63,18 @@ class Gate:
 
 @dataclass
 class Bucket:
-    """Objects served by the test server, how they misbehave, and the requests received."""
+    """Objects served by the test server, how they misbehave, and the requests received.
+
+    Misbehaviours, per key: ``fail`` (statuses answered first, HEAD and GET alike),
+    ``cut_after`` (send K bytes of a full GET, then drop the connection), ``gates``,
+    ``close_delimited`` (GET without Content-Length: the body ends when the connection closes),
+    ``head_blind`` (HEAD without Content-Length), ``no_head`` (HEAD answered 405), ``no_etag``,
+    ``extra`` (bytes sent after the object, counted in Content-Length unless close-delimited),
+    ``gzip`` (GET body gzip-compressed with ``Content-Encoding: gzip``, whatever was asked),
+    ``headers`` (extra response headers), ``range_lie`` (how a Range request is answered:
+    ``"from-zero"`` = 206 with the whole object, ``"wrong-total"`` = 206 claiming another size)
+    and ``redirect`` (answer 302 to that URL).
+    """
 
     prefix: str = ""
     objects: dict[str, bytes] = field(default_factory=dict)
@@ -70,6 +82,15 @@ class Bucket:
     fail: dict[str, list[int]] = field(default_factory=dict)
     cut_after: dict[str, int] = field(default_factory=dict)
     gates: dict[str, Gate] = field(default_factory=dict)
+    close_delimited: set[str] = field(default_factory=set)
+    head_blind: set[str] = field(default_factory=set)
+    no_head: set[str] = field(default_factory=set)
+    no_etag: set[str] = field(default_factory=set)
+    extra: dict[str, bytes] = field(default_factory=dict)
+    gzip: set[str] = field(default_factory=set)
+    headers: dict[str, dict[str, str]] = field(default_factory=dict)
+    range_lie: dict[str, str] = field(default_factory=dict)
+    redirect: dict[str, str] = field(default_factory=dict)
     requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -80,6 +101,10 @@ class Bucket:
     def gets(self, key: str) -> list[dict[str, str]]:
         """Headers of the GET requests received for *key*."""
         return [h for method, k, h in self.requests if method == "GET" and k == key]
+
+    def methods(self, key: str) -> list[str]:
+        """The methods of all requests received for *key*, in order."""
+        return [method for method, k, _ in self.requests if k == key]
 
 
 class BucketHandler(BaseHTTPRequestHandler):
@@ -103,9 +128,17 @@ class BucketHandler(BaseHTTPRequestHandler):
             bucket.requests.append(("HEAD" if head else "GET", key or path, dict(self.headers)))
             failures = bucket.fail.get(key or "")
             status = failures.pop(0) if failures else None
+        if key in bucket.redirect:
+            self.send_response(302)
+            self.send_header("Location", bucket.redirect[key])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if key not in bucket.objects:
             self._status(404, head)
             return
+        if status is None and head and key in bucket.no_head:
+            status = 405
         if status is not None:
             self._status(status, head)
             return
@@ -113,7 +146,8 @@ class BucketHandler(BaseHTTPRequestHandler):
         start, code = 0, 200
         spec = self.headers.get("Range")
         if_range = self.headers.get("If-Range")
-        if spec and (if_range is None or if_range == etag):
+        content_range = None
+        if spec and not head and (if_range is None or if_range == etag):
             start = int(spec.removeprefix("bytes=").split("-")[0])
             if start >= len(data):
                 self.send_response(416)
@@ -122,13 +156,31 @@ class BucketHandler(BaseHTTPRequestHandler):
                 self.end_headers()
                 return
             code = 206
-        body = data[start:]
+            content_range = f"bytes {start}-{len(data) - 1}/{len(data)}"
+            lie = bucket.range_lie.get(key)
+            if lie == "from-zero":
+                start, content_range = 0, f"bytes 0-{len(data) - 1}/{len(data)}"
+            elif lie == "wrong-total":
+                content_range = f"bytes {start}-{len(data) - 1}/{len(data) + 5}"
+        body = data[start:] + (b"" if head else bucket.extra.get(key, b""))
+        if key in bucket.gzip and not head:
+            body = gzip.compress(body)
+        close = key in bucket.close_delimited and not head
         self.send_response(code)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("ETag", etag)
+        if not (close or (head and key in bucket.head_blind)):
+            self.send_header("Content-Length", str(len(body)))
+        if key not in bucket.no_etag:
+            self.send_header("ETag", etag)
         self.send_header("Accept-Ranges", "bytes")
-        if code == 206:
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        if content_range is not None:
+            self.send_header("Content-Range", content_range)
+        if key in bucket.gzip and not head:
+            self.send_header("Content-Encoding", "gzip")
+        for name, value in bucket.headers.get(key, {}).items():
+            self.send_header(name, value)
+        if close:
+            self.send_header("Connection", "close")
+            self.close_connection = True
         self.end_headers()
         if head:
             return
@@ -356,10 +408,27 @@ def test_partial_of_a_changed_object_is_restarted(
     with pytest.raises(ModelLoadError):
         fetch_files([key], tmp_path, server.base_url, show_progress=False, retries=0, backoff=0)
     new = payload(120_000, seed=99)
-    server.bucket.put(key, new)  # new ETag: If-Range fails, the server sends the whole object
+    server.bucket.put(key, new)  # new ETag: the HEAD request shows the partial is stale
+    (path,) = fetch_files([key], tmp_path, server.base_url, show_progress=False, **FAST)
+    assert path.read_bytes() == new
+    assert "Range" not in server.bucket.gets(key)[-1]
+
+
+def test_partial_of_a_changed_object_is_restarted_without_head(
+    tmp_path: Path, server: Server, model: dict[str, bytes]
+) -> None:
+    """A server that refuses HEAD: If-Range fails and the server sends the whole new object."""
+    key = WEIGHTS.format(subject=1)
+    server.bucket.no_head.add(key)
+    server.bucket.cut_after[key] = 30_000
+    with pytest.raises(ModelLoadError):
+        fetch_files([key], tmp_path, server.base_url, show_progress=False, retries=0, backoff=0)
+    new = payload(120_000, seed=99)
+    server.bucket.put(key, new)
     (path,) = fetch_files([key], tmp_path, server.base_url, show_progress=False, **FAST)
     assert path.read_bytes() == new
     assert server.bucket.gets(key)[-1]["Range"] == "bytes=30000-"
+    assert server.bucket.methods(key) == ["HEAD", "GET", "HEAD", "GET"]
 
 
 def test_partial_without_saved_validator_is_not_trusted(
@@ -375,10 +444,13 @@ def test_partial_without_saved_validator_is_not_trusted(
     assert "Range" not in request
 
 
+@pytest.mark.parametrize("head", [True, False])
 def test_partial_longer_than_the_object_is_discarded(
-    tmp_path: Path, server: Server, model: dict[str, bytes]
+    tmp_path: Path, server: Server, model: dict[str, bytes], head: bool
 ) -> None:
     key = METADATA.format(subject=1)
+    if not head:
+        server.bucket.no_head.add(key)
     part = tmp_path / (key + ".part")
     part.parent.mkdir(parents=True)
     part.write_bytes(b"x" * (len(model[key]) + 10))
@@ -386,9 +458,13 @@ def test_partial_longer_than_the_object_is_discarded(
     state.write_text(json.dumps({"etag": server.bucket.etags[key], "size": None}))
     (path,) = fetch_files([key], tmp_path, server.base_url, show_progress=False, **FAST)
     assert path.read_bytes() == model[key]
-    first, second = server.bucket.gets(key)
-    assert first["Range"] == f"bytes={len(model[key]) + 10}-"  # answered 416
-    assert "Range" not in second
+    if head:  # the HEAD size shows the partial cannot be a prefix: no range request at all
+        (request,) = server.bucket.gets(key)
+        assert "Range" not in request
+    else:
+        first, second = server.bucket.gets(key)
+        assert first["Range"] == f"bytes={len(model[key]) + 10}-"  # answered 416
+        assert "Range" not in second
     assert leftovers(tmp_path) == []
 
 
@@ -428,7 +504,7 @@ def test_missing_key_404_names_key_and_url(
         fetch_files([key], tmp_path, server.base_url, show_progress=False, **FAST)
     assert repr(key) in str(info.value)
     assert server.base_url + key in str(info.value)
-    assert len(server.bucket.gets(key)) == 1  # not retried
+    assert server.bucket.methods(key) == ["HEAD"]  # not retried, nothing downloaded
     assert not (tmp_path / key).exists()
 
 
@@ -440,7 +516,7 @@ def test_forbidden_403_is_not_retried(
     with pytest.raises(ModelLoadError, match="HTTP 403") as info:
         fetch_files([key], tmp_path, server.base_url, show_progress=False, **FAST)
     assert server.base_url + key in str(info.value)
-    assert len(server.bucket.gets(key)) == 1
+    assert server.bucket.methods(key) == ["HEAD"]
 
 
 def test_server_failing_twice_then_succeeding(
@@ -453,7 +529,7 @@ def test_server_failing_twice_then_succeeding(
         [key], tmp_path, server.base_url, show_progress=False, retries=2, backoff=0.05
     )
     assert path.read_bytes() == model[key]
-    assert len(server.bucket.gets(key)) == 3
+    assert server.bucket.methods(key) == ["HEAD", "HEAD", "HEAD", "GET"]
     assert time.monotonic() - start >= 0.05 + 0.1  # backed off 0.05 s, then 0.1 s
 
 
@@ -463,7 +539,7 @@ def test_retries_are_exhausted(tmp_path: Path, server: Server, model: dict[str, 
     with pytest.raises(ModelLoadError, match="HTTP 503") as info:
         fetch_files([key], tmp_path, server.base_url, show_progress=False, retries=2, backoff=0)
     assert "3 failed attempt(s)" in str(info.value)
-    assert len(server.bucket.gets(key)) == 3
+    assert server.bucket.methods(key) == ["HEAD", "HEAD", "HEAD"]
     assert not (tmp_path / key).exists()
 
 
@@ -522,6 +598,345 @@ def test_two_processes_fetching_the_same_file(
                     process.wait()
     assert target.read_bytes() == model[key]
     assert len(server.bucket.gets(key)) == 1  # the second found it present
+    assert leftovers(tmp_path) == []
+
+
+# -- hostile servers: nothing is installed unless its size and content were verified -----------
+def assert_nothing_installed(root: Path, key: str) -> None:
+    """Neither the file nor a partial of it is left under *root*."""
+    assert not (root / key).exists()
+    assert leftovers(root) == []
+
+
+@pytest.mark.parametrize("cut", [None, 3000], ids=["whole", "closed-early"])
+@pytest.mark.parametrize(
+    ("etag", "verify_etag"),
+    [(None, True), ('"0123456789abcdef0123456789abcdef-4"', True), ("md5", False)],
+    ids=["no-etag", "multipart-etag", "checksums-off"],
+)
+def test_no_size_and_no_checksum_is_refused(
+    tmp_path: Path,
+    server: Server,
+    model: dict[str, bytes],
+    cut: int | None,
+    etag: str | None,
+    verify_etag: bool,
+) -> None:
+    """The attack of issue 11: no Content-Length anywhere, no MD5 ETag, connection closed early."""
+    key = WEIGHTS.format(subject=1)
+    bucket = server.bucket
+    bucket.close_delimited.add(key)
+    bucket.head_blind.add(key)
+    if etag is None:
+        bucket.no_etag.add(key)
+    elif etag != "md5":
+        bucket.etags[key] = etag
+    if cut is not None:
+        bucket.cut_after[key] = cut
+    with pytest.raises(ModelLoadError, match="announced no size") as info:
+        fetch_files(
+            [key], tmp_path, server.base_url, show_progress=False, verify_etag=verify_etag, **FAST
+        )
+    message = str(info.value)
+    assert server.base_url + key in message and "Content-Length" in message
+    assert ("verify_etag=False" if not verify_etag else "no MD5 checksum") in message
+    assert_nothing_installed(tmp_path, key)
+    assert bucket.methods(key) == ["HEAD", "GET"]  # refused at once, not retried
+
+
+def test_cli_refuses_an_unverifiable_download(
+    tmp_path: Path, server: Server, model: dict[str, bytes], capsys: pytest.CaptureFixture[str]
+) -> None:
+    weights = WEIGHTS.format(subject=1)
+    server.bucket.close_delimited.add(weights)
+    server.bucket.head_blind.add(weights)
+    server.bucket.no_etag.add(weights)
+    server.bucket.cut_after[weights] = 3000
+    argv = ["fetch", MODEL_ID, "--subject", "1", "--berg-dir", str(tmp_path), "--quiet"]
+    assert main([*argv, "--base-url", server.base_url]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("berg: error: refusing to download") and "Traceback" not in err
+    assert_nothing_installed(tmp_path, weights)
+
+
+@pytest.mark.parametrize("validator", [True, False], ids=["last-modified", "no-validator"])
+def test_size_from_head_detects_an_early_close_of_a_close_delimited_body(
+    tmp_path: Path, server: Server, model: dict[str, bytes], validator: bool
+) -> None:
+    """GET without Content-Length (the body ends when the connection closes) and no ETag: the
+    HEAD size shows the transfer is short. The partial is resumed when the server gave a
+    Last-Modified to guard the range request with, else deleted."""
+    key = WEIGHTS.format(subject=1)
+    bucket = server.bucket
+    bucket.close_delimited.add(key)
+    bucket.no_etag.add(key)
+    modified = "Wed, 21 Oct 2015 07:28:00 GMT"
+    if validator:
+        bucket.headers[key] = {"Last-Modified": modified}
+        bucket.etags[key] = modified  # the test server compares If-Range with this
+    bucket.cut_after[key] = 3000
+    with pytest.raises(ModelLoadError, match=f"closed after 3000 of {len(model[key])} bytes") as e:
+        fetch_files([key], tmp_path, server.base_url, show_progress=False, retries=0, backoff=0)
+    assert not (tmp_path / key).exists()
+    part = tmp_path / (key + ".part")
+    if validator:
+        assert "3000 bytes are kept" in str(e.value)
+        assert part.read_bytes() == model[key][:3000]
+    else:
+        assert "kept" not in str(e.value)
+        assert_nothing_installed(tmp_path, key)
+    (path,) = fetch_files([key], tmp_path, server.base_url, show_progress=False, **FAST)
+    assert path.read_bytes() == model[key]
+    last = bucket.gets(key)[-1]
+    if validator:
+        assert (last["Range"], last["If-Range"]) == ("bytes=3000-", modified)
+    else:
+        assert "Range" not in last
+    assert leftovers(tmp_path) == []
+
+
+def test_checksum_alone_verifies_a_body_without_size(
+    tmp_path: Path, server: Server, model: dict[str, bytes]
+) -> None:
+    key = WEIGHTS.format(subject=2)
+    bucket = server.bucket
+    bucket.close_delimited.add(key)
+    bucket.head_blind.add(key)
+    bucket.cut_after[key] = 5000  # the connection closes early: looks like a complete body
+    with pytest.raises(ModelLoadError, match="does not match the server's checksum"):
+        fetch_files([key], tmp_path, server.base_url, show_progress=False, **FAST)
+    assert_nothing_installed(tmp_path, key)
+    (path,) = fetch_files([key], tmp_path, server.base_url, show_progress=False, **FAST)
+    assert path.read_bytes() == model[key]  # the whole body matches its MD5
+
+
+@pytest.mark.parametrize(
+    ("setup", "header"),
+    [
+        ({"gzip": True}, "Content-Encoding: gzip"),
+        ({"headers": {"Content-Encoding": "br"}}, "Content-Encoding: br"),
+        ({"headers": {"Transfer-Encoding": "gzip, chunked"}}, "Transfer-Encoding: gzip, chunked"),
+    ],
+    ids=["gzip-body", "br-label", "gzip-transfer"],
+)
+def test_encoded_bodies_are_refused(
+    tmp_path: Path, server: Server, model: dict[str, bytes], setup: dict[str, Any], header: str
+) -> None:
+    key = METADATA.format(subject=1)
+    if setup.get("gzip"):
+        server.bucket.gzip.add(key)
+    server.bucket.headers[key] = setup.get("headers", {})
+    with pytest.raises(ModelLoadError, match="refusing") as info:
+        fetch_files([key], tmp_path, server.base_url, show_progress=False, **FAST)
+    message = str(info.value)
+    assert header in message and server.base_url + key in message
+    assert "Accept-Encoding: identity" in message
+    assert all(h["Accept-Encoding"] == "identity" for _, k, h in server.bucket.requests if k == key)
+    assert_nothing_installed(tmp_path, key)
+
+
+def test_corrupt_partial_on_disk_is_caught_by_the_checksum(
+    tmp_path: Path, server: Server, model: dict[str, bytes]
+) -> None:
+    """A partial whose saved state matches the server but whose bytes do not: the MD5 covers the
+    resumed prefix too."""
+    key = METADATA.format(subject=1)
+    data = model[key]
+    part = tmp_path / (key + ".part")
+    part.parent.mkdir(parents=True)
+    part.write_bytes(bytes(255 - b for b in data[:1000]))
+    state = {"etag": server.bucket.etags[key], "size": len(data)}
+    (tmp_path / (key + ".part.json")).write_text(json.dumps(state))
+    with pytest.raises(ModelLoadError, match="does not match the server's checksum"):
+        fetch_files([key], tmp_path, server.base_url, show_progress=False, **FAST)
+    assert server.bucket.gets(key)[0]["Range"] == "bytes=1000-"
+    assert_nothing_installed(tmp_path, key)
+    (path,) = fetch_files([key], tmp_path, server.base_url, show_progress=False, **FAST)
+    assert path.read_bytes() == data
+
+
+@pytest.mark.parametrize("lie", ["from-zero", "wrong-total"])
+def test_a_range_the_server_did_not_honour_restarts_from_zero(
+    tmp_path: Path, server: Server, model: dict[str, bytes], lie: str
+) -> None:
+    key = WEIGHTS.format(subject=1)
+    server.bucket.cut_after[key] = 40_000
+    server.bucket.range_lie[key] = lie
+    (path,) = fetch_files([key], tmp_path, server.base_url, show_progress=False, **FAST)
+    assert path.read_bytes() == model[key]
+    ranges = [headers.get("Range") for headers in server.bucket.gets(key)]
+    assert ranges == [None, "bytes=40000-", None]
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("close_delimited", "head", "error"),
+    [
+        (False, True, "in its GET response but"),  # Content-Length bigger than HEAD's size
+        (True, True, "sent more than the"),  # no Content-Length: the body runs past HEAD's size
+        (False, False, "does not match the server's checksum"),  # no HEAD: the MD5 catches it
+    ],
+    ids=["length-above-head", "body-above-head", "no-head"],
+)
+def test_a_body_longer_than_the_object_is_refused(
+    tmp_path: Path,
+    server: Server,
+    model: dict[str, bytes],
+    close_delimited: bool,
+    head: bool,
+    error: str,
+) -> None:
+    key = WEIGHTS.format(subject=2)
+    server.bucket.extra[key] = b"\0" * 70_000
+    if close_delimited:
+        server.bucket.close_delimited.add(key)
+    if not head:
+        server.bucket.no_head.add(key)
+    with pytest.raises(ModelLoadError, match=error) as info:
+        fetch_files([key], tmp_path, server.base_url, show_progress=False, **FAST)
+    assert server.base_url + key in str(info.value)
+    assert len(server.bucket.gets(key)) == 1  # refused, not retried
+    assert_nothing_installed(tmp_path, key)
+
+
+def test_a_size_larger_than_the_free_disk_space_is_refused(
+    tmp_path: Path, server: Server, model: dict[str, bytes]
+) -> None:
+    key = WEIGHTS.format(subject=1)
+    server.bucket.close_delimited.add(key)  # the server's own Content-Length is left out
+    server.bucket.head_blind.add(key)
+    server.bucket.headers[key] = {"Content-Length": str(1 << 60)}  # an exbibyte, HEAD and GET
+    with pytest.raises(ModelLoadError, match=r"needs 1073741824\.0 GiB more but only") as info:
+        fetch_files([key], tmp_path, server.base_url, show_progress=False, **FAST)
+    assert str((tmp_path / key).parent) in str(info.value)
+    assert server.base_url + key in str(info.value)
+    assert_nothing_installed(tmp_path, key)
+
+
+def test_redirects_stay_on_the_same_server(
+    tmp_path: Path, server: Server, model: dict[str, bytes]
+) -> None:
+    key, alias = WEIGHTS.format(subject=1), ROOT + "/alias.npy"
+    server.bucket.redirect[alias] = server.base_url + key
+    (path,) = fetch_files([alias], tmp_path, server.base_url, show_progress=False, **FAST)
+    assert path.read_bytes() == model[key]
+    assert server.bucket.methods(alias) == ["HEAD", "GET"]
+    # the same server under another name (localhost for 127.0.0.1) is another server
+    elsewhere = server.base_url.replace("127.0.0.1", "localhost") + key
+    server.bucket.redirect[alias] = elsewhere
+    with pytest.raises(ModelLoadError, match="another server") as info:
+        fetch_files([alias], tmp_path / "b", server.base_url, show_progress=False, **FAST)
+    assert elsewhere in str(info.value) and server.base_url + alias in str(info.value)
+    assert server.bucket.methods(key) == ["HEAD", "GET"]  # nothing was asked of "localhost"
+    assert_nothing_installed(tmp_path / "b", alias)
+
+
+@pytest.mark.parametrize(
+    ("url", "target", "same"),
+    [
+        ("http://h:8000/a", "http://h:8000/b", True),
+        ("http://H/a", "http://h:80/b", True),
+        ("http://h/a", "https://h/b", True),  # upgrade on the default ports
+        ("https://h/a", "http://h/b", False),  # downgrade
+        ("http://h:8000/a", "https://h:8443/b", False),
+        ("http://h:8000/a", "http://h:8001/b", False),
+        ("https://h/a", "https://h.evil/b", False),
+        ("https://h/a", "https://h:x/b", False),
+    ],
+)
+def test_same_server_rule(url: str, target: str, same: bool) -> None:
+    from berg_core.fetch import _same_server
+
+    assert _same_server(url, target) is same
+
+
+# -- local paths --------------------------------------------------------------------------------
+def test_berg_dir_that_is_a_file(
+    tmp_path: Path, server: Server, model: dict[str, bytes], capsys: pytest.CaptureFixture[str]
+) -> None:
+    berg_dir = tmp_path / "berg"
+    berg_dir.write_bytes(b"not a folder")
+    key = WEIGHTS.format(subject=1)
+    with pytest.raises(InvalidParameterError, match="is not a directory") as info:
+        fetch_files([key], berg_dir, server.base_url, show_progress=False, **FAST)
+    assert repr(str(berg_dir)) in str(info.value)
+    argv = ["fetch", MODEL_ID, "--subject", "1", "--berg-dir", str(berg_dir), "--quiet"]
+    assert main([*argv, "--base-url", server.base_url]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("berg: error: ") and str(berg_dir) in err and "Traceback" not in err
+    assert server.bucket.requests == []
+    assert berg_dir.read_bytes() == b"not a folder"
+
+
+@pytest.mark.parametrize("blocker", ["target", "folder"])
+def test_a_directory_or_file_in_the_way_is_refused(
+    tmp_path: Path, server: Server, model: dict[str, bytes], blocker: str
+) -> None:
+    key = WEIGHTS.format(subject=1)
+    if blocker == "target":  # a directory where the file belongs
+        in_the_way = tmp_path / key
+        in_the_way.mkdir(parents=True)
+        expected = "is a directory"
+    else:  # a file where one of its folders belongs
+        in_the_way = tmp_path / ROOT
+        in_the_way.parent.mkdir(parents=True)
+        in_the_way.write_bytes(b"")
+        expected = "is a file, where a folder belongs"
+    with pytest.raises(ModelLoadError, match=expected) as info:
+        fetch_files([key], tmp_path, server.base_url, show_progress=False, **FAST)
+    assert str(in_the_way) in str(info.value)
+    assert server.bucket.requests == []  # refused before any download
+
+
+@pytest.mark.skipif(not Path("/sys/kernel").is_dir(), reason="needs Linux sysfs")
+def test_unwritable_berg_dir(server: Server, model: dict[str, bytes]) -> None:
+    """sysfs refuses new folders even to root."""
+    berg_dir = Path("/sys/berg-fetch-test")
+    key = WEIGHTS.format(subject=1)
+    with pytest.raises(ModelLoadError, match="cannot save") as info:
+        fetch_files([key], berg_dir, server.base_url, show_progress=False, **FAST)
+    assert repr(str(berg_dir)) in str(info.value)
+    assert not berg_dir.exists()
+
+
+def test_kill_9_mid_download_leaves_no_final_file_and_the_rerun_resumes(
+    tmp_path: Path, server: Server, model: dict[str, bytes]
+) -> None:
+    key = WEIGHTS.format(subject=1)
+    target = tmp_path / key
+    part = target.with_name(target.name + ".part")
+    gate = server.bucket.gates[key] = Gate(after=65_536)
+    script = (  # small reads, so that the partial grows while the server holds the transfer
+        "import sys\n"
+        "from berg_core import fetch\n"
+        "fetch._CHUNK = 4096\n"
+        "fetch.fetch_files([sys.argv[1]], sys.argv[2], sys.argv[3], show_progress=False)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BERG_")}
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, key, str(tmp_path), server.base_url], env=env
+    )
+    try:
+        assert gate.started.wait(30), "the process never started downloading"
+        deadline = time.monotonic() + 30
+        # the writer's buffer may hold the last few KiB: wait for most of what was sent
+        while not (part.is_file() and part.stat().st_size >= 32_768):
+            assert time.monotonic() < deadline, "the partial never grew"
+            time.sleep(0.02)
+        process.kill()  # SIGKILL: no handler, no cleanup
+        assert process.wait(30) == -9
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        gate.release.set()
+    assert not target.exists()
+    kept = part.read_bytes()
+    assert 32_768 <= len(kept) <= 65_536 and kept == model[key][: len(kept)]
+    del server.bucket.gates[key]
+    (path,) = fetch_files([key], tmp_path, server.base_url, show_progress=False, **FAST)
+    assert path.read_bytes() == model[key]
+    assert server.bucket.gets(key)[-1]["Range"] == f"bytes={len(kept)}-"
     assert leftovers(tmp_path) == []
 
 
