@@ -439,7 +439,10 @@ class _Machine:
         """Register a container (object array, dtype) just built with its depth and size."""
         self.check(depth, size)
         key = id(value)
-        self.info[key] = (depth, size)
+        if depth == 1 and size == 1:  # what measure() assumes of an unknown container
+            self.info.pop(key, None)
+        else:
+            self.info[key] = (depth, size)
         self.sealed.discard(key)
         self.hashes.pop(key, None)
         return value
