@@ -13,15 +13,37 @@ or from Python :func:`fetch_model`, :func:`fetch_files`, :meth:`berg_core.BERG.f
 How a file is fetched
 ---------------------
 * Files already present under ``berg_dir`` are left alone (no network access at all).
+* Before anything is downloaded, ``berg_dir`` must be a directory (or not exist yet), and no
+  target path may be a directory or lie under a regular file: otherwise
+  :class:`~berg_core.errors.InvalidParameterError` / :class:`~berg_core.errors.ModelLoadError`
+  names the path. Local disk errors (unwritable folder, disk full) are ModelLoadErrors naming
+  the path too, and a transfer whose announced size exceeds the free disk space is not started.
+* Each attempt first asks ``HEAD`` for the object's size (``Content-Length``) and ``ETag``. The
+  ``GET`` response must agree with it: another size is refused, another ETag means the object
+  changed (retried). A server that refuses ``HEAD`` (405/501) is judged on its ``GET`` alone.
+* A download is installed only if it can be verified: its size must be known (``HEAD`` or
+  ``GET``) or its ETag must be a plain MD5. When neither is known, nothing is downloaded and
+  :class:`~berg_core.errors.ModelLoadError` says so. A body that goes on past the announced size
+  is refused; one that ends short is resumed.
 * Data is written to ``<name>.part`` beside the target, with the server's validator (ETag or
   Last-Modified) in ``<name>.part.json``. An interrupted transfer, in this process or an earlier
-  one, is resumed with an HTTP ``Range`` request guarded by ``If-Range``, so a partial of an object
-  that changed on the server is never completed with bytes of the new version.
-* When the transfer is complete, the size is checked against ``Content-Length`` /
-  ``Content-Range`` and, when the ETag is a plain MD5 (S3 objects uploaded in one part), the MD5
-  of the data against it. S3 multipart ETags (``"<hex>-<parts>"``) are not an MD5 of the data:
-  those files are checked by size only (logged at DEBUG level). A mismatch deletes the partial and
-  raises :class:`~berg_core.errors.ModelLoadError`.
+  one (also one killed with ``kill -9``), is resumed with an HTTP ``Range`` request guarded by
+  ``If-Range``, so a partial of an object that changed on the server is never completed with
+  bytes of the new version. The answer must be ``206`` with exactly the ``Content-Range``
+  ``bytes <offset>-<size-1>/<size>`` asked for; anything else restarts from byte 0. A partial
+  without a validator is deleted, not resumed.
+* When the transfer is complete, the size is checked and, when the ETag is a plain MD5 (S3
+  objects uploaded in one part), the MD5 of the whole file (resumed prefix included). S3
+  multipart ETags (``"<hex>-<parts>"``) are the MD5 of the parts' MD5s; the part size is not
+  recorded, so the common ones (8 MiB, the AWS CLI's default, then 16 and 5 MiB ...; at most 3
+  that give the right number of parts) are tried. When none reproduces the ETag, the file is
+  checked by size only, which is logged (INFO). A mismatch deletes the partial and raises
+  :class:`~berg_core.errors.ModelLoadError`.
+* The body must be the object's bytes: berg asks for ``Accept-Encoding: identity`` and refuses a
+  response with any other ``Content-Encoding`` (or a ``Transfer-Encoding`` other than
+  ``chunked``).
+* Redirects are followed (at most 5) only within the same server: same host and port, or from
+  ``http`` to ``https`` on the default ports. A redirect elsewhere is refused, naming both URLs.
 * Only a complete, verified file is renamed (atomically, :func:`os.replace`) to its final name, so
   a loader never reads a partial file.
 * Connection errors, timeouts, HTTP 429 and 5xx are retried with exponential backoff; an attempt
@@ -82,6 +104,10 @@ LOCK_SUFFIX = ".lock"
 _CHUNK = 1 << 18
 _MAX_DELAY = 60.0
 _MD5_ETAG = re.compile(r"^[0-9a-fA-F]{32}$")
+_MULTIPART_ETAG = re.compile(r"^([0-9a-fA-F]{32})-([0-9]{1,5})$")
+#: Part sizes (MiB) tried to check an S3 multipart ETag: the AWS CLI's and boto3's default first.
+_PART_SIZES_MIB = (8, 16, 5, 15, 10, 32, 50, 64, 100, 128, 256, 512)
+_MAX_PART_SIZES_TRIED = 3
 _CONTENT_RANGE = re.compile(r"^bytes\s+(\d+)-(\d+)/(\d+|\*)$")
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -383,11 +409,16 @@ def fetch_files(
     ------
     InvalidParameterError
         A key is not a relative path inside *berg_dir*, or the base URL is invalid.
+    InvalidParameterError
+        *berg_dir* exists and is not a directory.
     ModelLoadError
-        A file could not be downloaded (server unreachable, HTTP 404/403, retries exhausted) or did
-        not match the server's size or checksum. The message names the key and the URL. What was
-        downloaded before the failure is kept in ``<name>.part`` and resumed by the next call,
-        unless it was found corrupt.
+        A file could not be downloaded (server unreachable, HTTP 404/403, retries exhausted), did
+        not match the server's size or checksum, could not be verified (no size and no MD5
+        known), came encoded or from a redirect to another server, or could not be written (a
+        directory in the way, unwritable folder, not enough disk space). The message names the
+        key and the URL or path. What was downloaded before a network failure is kept in
+        ``<name>.part`` and resumed by the next call, unless it was found corrupt or cannot be
+        resumed safely.
     """
     keys = [check_key(key) for key in keys]
     if retries < 0 or backoff < 0 or timeout <= 0:
@@ -868,6 +899,11 @@ def _verify(job: _Job, size: int, total: int | None, etag: str | None, hasher: A
             f"the download was deleted. Run the fetch again."
         )
     expected = _md5_of_etag(etag) if job.verify_etag else None
+    if expected is None and job.verify_etag and _MULTIPART_ETAG.match(_etag_value(etag)):
+        part_size = _multipart_part_size(job, etag)
+        if part_size is not None:
+            log.debug("%s: multipart ETag %s matches (parts of %d bytes)", job.key, etag, part_size)
+            return
     if expected is None:
         why = (
             "checksums are off (verify_etag=False)"
@@ -886,6 +922,59 @@ def _verify(job: _Job, size: int, total: int | None, etag: str | None, hasher: A
     if total is None:
         log.debug("%s: the server sent no size; the MD5 covers it", job.key)
     log.debug("%s: MD5 %s matches the ETag", job.key, digest)
+
+
+def _etag_value(etag: str | None) -> str:
+    return (etag or "").strip().strip('"')
+
+
+def _multipart_part_size(job: _Job, etag: str | None) -> int | None:
+    """The part size with which the partial reproduces the S3 multipart *etag*, else None.
+
+    An S3 multipart ETag is ``md5(md5(part 1) + md5(part 2) + ...)-<parts>``: the part size is
+    not recorded, so at most :data:`_MAX_PART_SIZES_TRIED` of :data:`_PART_SIZES_MIB` that give
+    the right number of parts are tried (one file read each). A one-part ETag does not depend on
+    the part size: a mismatch there raises :class:`_CorruptDownloadError`.
+    """
+    match = _MULTIPART_ETAG.match(_etag_value(etag))
+    if match is None:
+        return None
+    digest, parts = match.group(1).lower(), int(match.group(2))
+    part = _sibling(job.target, PART_SUFFIX)
+    size = part.stat().st_size
+    if parts == 1:
+        if _multipart_digest(part, max(size, 1)) == digest:
+            return size
+        raise _CorruptDownloadError(
+            f"{job.key}: the data downloaded from {job.url} does not match the server's "
+            f"checksum (one-part ETag {etag}); the download was deleted. Run the fetch again."
+        )
+    candidates = [mib << 20 for mib in _PART_SIZES_MIB if -(-size // (mib << 20)) == parts]
+    for part_size in candidates[:_MAX_PART_SIZES_TRIED]:
+        if _multipart_digest(part, part_size) == digest:
+            return part_size
+    return None
+
+
+def _multipart_digest(path: Path, part_size: int) -> str:
+    """The S3 multipart digest of *path* cut into parts of *part_size* bytes (no ``-N``)."""
+    outer = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as source:
+        while True:
+            inner = hashlib.md5(usedforsecurity=False)
+            remaining = part_size
+            while remaining:
+                block = source.read(min(_CHUNK, remaining))
+                if not block:
+                    break
+                inner.update(block)
+                remaining -= len(block)
+            if remaining == part_size:  # end of file
+                break
+            outer.update(inner.digest())
+            if remaining:
+                break
+    return outer.hexdigest()
 
 
 def _discard(part: Path, state_file: Path) -> None:

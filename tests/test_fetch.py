@@ -496,6 +496,39 @@ def test_multipart_etag_is_checked_by_size_only(
     assert "not a plain MD5" in caplog.text and "verified size only" in caplog.text
 
 
+def s3_multipart_etag(data: bytes, part_size: int) -> str:
+    """The ETag S3 gives *data* uploaded in parts of *part_size* bytes."""
+    parts = [data[i : i + part_size] for i in range(0, len(data), part_size)]
+    digests = b"".join(hashlib.md5(p).digest() for p in parts)
+    return f'"{hashlib.md5(digests).hexdigest()}-{len(parts)}"'
+
+
+def test_multipart_etag_with_the_default_part_size_is_verified(
+    tmp_path: Path, server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = ROOT + "/big.npy"
+    data = payload((8 << 20) + 1000, seed=5)  # two parts of 8 MiB (AWS CLI default)
+    server.bucket.put(key, data, etag=s3_multipart_etag(data, 8 << 20))
+    with caplog.at_level(logging.DEBUG, logger="berg_core.fetch"):
+        (path,) = fetch_files([key], tmp_path, server.base_url, show_progress=False, **FAST)
+    assert path.read_bytes() == data
+    assert f"parts of {8 << 20} bytes" in caplog.text and "size only" not in caplog.text
+
+
+def test_one_part_multipart_etag_is_a_checksum(
+    tmp_path: Path, server: Server, model: dict[str, bytes]
+) -> None:
+    key = METADATA.format(subject=2)
+    server.bucket.etags[key] = s3_multipart_etag(b"other bytes", 8 << 20)
+    with pytest.raises(ModelLoadError, match="one-part ETag") as info:
+        fetch_files([key], tmp_path, server.base_url, show_progress=False, **FAST)
+    assert server.bucket.etags[key] in str(info.value)
+    assert not (tmp_path / key).exists() and leftovers(tmp_path) == []
+    server.bucket.etags[key] = s3_multipart_etag(model[key], 8 << 20)
+    (path,) = fetch_files([key], tmp_path, server.base_url, show_progress=False, **FAST)
+    assert path.read_bytes() == model[key]
+
+
 def test_missing_key_404_names_key_and_url(
     tmp_path: Path, server: Server, model: dict[str, bytes]
 ) -> None:
