@@ -1,11 +1,12 @@
 """The ``berg`` command line.
 
-Exit status: 0 on success; 2 for a usage error (an option missing or malformed, detected before
-anything runs: argparse's messages, and ``berg: error: ...`` for values checked here); 1 for an
-error at run time (``berg: error: ...``: unknown model, invalid subject or selection for the
-model, missing or corrupt file, output exists ...); 130 when interrupted. An unexpected exception
-(a bug) prints ``berg: internal error: ...`` and exits with 1; set ``BERG_DEBUG=1`` to get its
-traceback instead.
+Exit status: 0 on success; 2 for a usage error: an option missing or malformed (argparse's
+messages) or a value the command or the model does not accept (``berg: error: ...`` for every
+:class:`~berg_core.errors.InvalidParameterError`: unknown subject, ROI or selection, bad option
+value, output exists without ``--force`` ...); 1 for any other error at run time (``berg: error:
+...``: unknown model, missing, corrupt or unsafe file, unreadable stimulus, failed download);
+130 when interrupted. An unexpected exception (a bug) prints ``berg: internal error: ...`` and
+exits with 1; set ``BERG_DEBUG=1`` to get its traceback instead.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ _INTEGER = re.compile(r"[+-]?[0-9]{1,18}", re.ASCII)
 
 
 class UsageError(InvalidParameterError):
-    """A command-line option has a value the command cannot use (exit status 2)."""
+    """A command-line option has a value the command cannot use (exit status 2, as every
+    :class:`~berg_core.errors.InvalidParameterError`)."""
 
 
 def format_card(info: dict[str, Any]) -> str:
@@ -186,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``berg`` command; return its exit status (see the module docstring)."""
     try:
         return _run(argv)
-    except UsageError as exc:
+    except InvalidParameterError as exc:  # a value the user gave: a usage error
         print(f"berg: error: {exc}", file=sys.stderr)
         return 2
     except BergError as exc:

@@ -894,7 +894,7 @@ def test_berg_dir_that_is_a_file(
         fetch_files([key], berg_dir, server.base_url, show_progress=False, **FAST)
     assert repr(str(berg_dir)) in str(info.value)
     argv = ["fetch", MODEL_ID, "--subject", "1", "--berg-dir", str(berg_dir), "--quiet"]
-    assert main([*argv, "--base-url", server.base_url]) == 1
+    assert main([*argv, "--base-url", server.base_url]) == 2
     err = capsys.readouterr().err
     assert err.startswith("berg: error: ") and str(berg_dir) in err and "Traceback" not in err
     assert server.bucket.requests == []
@@ -1065,9 +1065,9 @@ def test_cli_errors(
     argv = ["fetch", NOFILES_ID, "--berg-dir", str(tmp_path)]
     assert main(argv) == 0
     assert "lists no files to fetch" in capsys.readouterr().out
-    assert main(["fetch", MODEL_ID, "--berg-dir", str(tmp_path)]) == 1
+    assert main(["fetch", MODEL_ID, "--berg-dir", str(tmp_path)]) == 2
     assert "subject is required" in capsys.readouterr().err
-    assert main(["fetch", MODEL_ID, "--subject", "7", "--berg-dir", str(tmp_path)]) == 1
+    assert main(["fetch", MODEL_ID, "--subject", "7", "--berg-dir", str(tmp_path)]) == 2
     assert "not a subject" in capsys.readouterr().err
     del server.bucket.objects[METADATA.format(subject=1)]
     argv = ["fetch", MODEL_ID, "--subject", "1", "--berg-dir", str(tmp_path), "--quiet"]

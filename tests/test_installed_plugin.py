@@ -105,12 +105,12 @@ def test_cli_in_a_subprocess(
         assert h5.attrs["plugin"] == "berg-testplugin 0.1.0"
 
     result = berg_cli(*args, berg_dir=installed_berg_dir)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr == f"berg: error: output file {out} exists; pass --force to overwrite it\n"
 
     result = berg_cli("metadata", LINEAR, "--subject", "7", berg_dir=installed_berg_dir)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert result.stderr == (
         "berg: error: subject = 7 is not a subject of toy-synthetic-linear; valid: 1, 2\n"
     )

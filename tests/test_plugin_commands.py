@@ -62,7 +62,7 @@ def test_two_word_and_one_word_commands_run(capsys: pytest.CaptureFixture[str]) 
 
 def test_errors_from_a_plugin_command_are_berg_errors(capsys: pytest.CaptureFixture[str]) -> None:
     registry.reset({"cmds": CommandPlugin()})
-    assert main(["train", "toy", "--subject", "-1"]) == 1
+    assert main(["train", "toy", "--subject", "-1"]) == 2
     assert "berg: error: --subject must be >= 0, got -1" in capsys.readouterr().err
 
 

@@ -113,9 +113,9 @@ def test_berg_train_factortopy_command(
     assert "for subject 1" in printed and "over 300 vertices" in printed
     config = json.loads((out / "config.json").read_text())
     assert config["train"]["bottleneck"] == 8 and config["data"]["n_val"] == 140
-    assert main([*common, "--resume", "--lr", "0.5"]) == 1
+    assert main([*common, "--resume", "--lr", "0.5"]) == 2
     assert "--lr cannot change when resuming" in capsys.readouterr().err
     assert main([*common, "--resume", "--epochs", "2"]) == 0
     assert len(json.loads((out / "metrics.json").read_text())) == 2
-    assert main([*common, "--backbone", "factortopy_testkit:TinyBackbone"]) == 1
+    assert main([*common, "--backbone", "factortopy_testkit:TinyBackbone"]) == 2
     assert "already holds a FactorTopy checkpoint" in capsys.readouterr().err

@@ -84,4 +84,4 @@ def test_cli_writes_nifti_by_extension(berg, tmp_path):
     data = np.asarray(nib.load(out).dataobj)
     assert data.shape[-1] == 2
     assert np.isfinite(data).sum() == N_VOXELS * 2  # full brain: every voxel predicted
-    assert main([*args[:-5], "--out", str(tmp_path / "x.func.gii"), "--device", "cpu"]) == 1
+    assert main([*args[:-5], "--out", str(tmp_path / "x.func.gii"), "--device", "cpu"]) == 2

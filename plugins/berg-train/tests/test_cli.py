@@ -60,9 +60,9 @@ def test_train_nsd_command_resumes_from_the_work_folder(
 
 def test_errors_are_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["train", "nsd", "--nsd-root", str(tmp_path), "--subject", "1", "--quiet"])
-    assert code == 1
+    assert code == 2
     assert "experimental design not found" in capsys.readouterr().err
     code = main(
         ["train", "things", "--things-root", str(tmp_path), "--subject", "1", "--backbone", "nope"]
     )
-    assert code == 1
+    assert code == 2
