@@ -371,7 +371,8 @@ def _print_tree(data: dict[str, Any], indent: int = 0) -> None:
 
 
 def _cmd_encode(args: argparse.Namespace) -> int:
-    from berg_core.output import check_output_path, write_responses
+    from berg_core.atomic import check_output_path
+    from berg_core.output import write_responses
     from berg_core.stimulus import as_stimulus
 
     selection = _selection(args.selection) if args.selection is not None else {}

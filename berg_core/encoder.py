@@ -44,7 +44,7 @@ class OutputWriter:
         arrays :meth:`EncodingModel.encode` computed (one per output). Columns not selected are
         written as NaN. *reference* is an optional image the format takes its geometry from.
         Without *force* an existing target is not replaced. Writers write through
-        :func:`berg_core.output.atomic_outputs`, so a file appears whole or not at all.
+        :func:`berg_core.atomic.atomic_outputs`, so a file appears whole or not at all.
     """
 
     description: str

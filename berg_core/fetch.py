@@ -72,6 +72,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urljoin, urlsplit
 
+from berg_core.atomic import PART_SUFFIX, fsync_path
 from berg_core.errors import InvalidParameterError, ModelLoadError
 
 if TYPE_CHECKING:
@@ -97,8 +98,7 @@ DEFAULT_BASE_URL = "https://brain-encoding-response-generator.s3.us-west-2.amazo
 #: Environment variable naming a mirror to use instead of :data:`DEFAULT_BASE_URL`.
 BASE_URL_ENV = "BERG_BASE_URL"
 
-PART_SUFFIX = ".part"
-STATE_SUFFIX = ".part.json"
+STATE_SUFFIX = PART_SUFFIX + ".json"
 LOCK_SUFFIX = ".lock"
 
 _CHUNK = 1 << 18
@@ -606,7 +606,7 @@ def _download(job: _Job) -> None:
                 raise
             os.replace(part, job.target)
             state_file.unlink(missing_ok=True)
-            _fsync_dir(job.target.parent)
+            fsync_path(job.target.parent)
             log.debug("%s: saved %s (%d bytes)", job.key, job.target, size)
             return
     finally:
@@ -870,14 +870,20 @@ def _hash_prefix(part: Path, offset: int, etag: str | None, verify: bool) -> Any
     hasher = hashlib.md5(usedforsecurity=False)
     if offset:
         with open(part, "rb") as source:
-            remaining = offset
-            while remaining:
-                block = source.read(min(_CHUNK, remaining))
-                if not block:
-                    break
-                hasher.update(block)
-                remaining -= len(block)
+            _hash_next(hasher, source, offset)
     return hasher
+
+
+def _hash_next(hasher: Any, source: Any, count: int) -> int:
+    """Feed the next *count* bytes of *source* to *hasher*; return how many it had."""
+    remaining = count
+    while remaining:
+        block = source.read(min(_CHUNK, remaining))
+        if not block:
+            break
+        hasher.update(block)
+        remaining -= len(block)
+    return count - remaining
 
 
 def _md5_of_etag(etag: str | None) -> str | None:
@@ -962,17 +968,11 @@ def _multipart_digest(path: Path, part_size: int) -> str:
     with open(path, "rb") as source:
         while True:
             inner = hashlib.md5(usedforsecurity=False)
-            remaining = part_size
-            while remaining:
-                block = source.read(min(_CHUNK, remaining))
-                if not block:
-                    break
-                inner.update(block)
-                remaining -= len(block)
-            if remaining == part_size:  # end of file
+            read = _hash_next(inner, source, part_size)
+            if read == 0:  # end of file
                 break
             outer.update(inner.digest())
-            if remaining:
+            if read < part_size:
                 break
     return outer.hexdigest()
 
@@ -980,18 +980,6 @@ def _multipart_digest(path: Path, part_size: int) -> str:
 def _discard(part: Path, state_file: Path) -> None:
     part.unlink(missing_ok=True)
     state_file.unlink(missing_ok=True)
-
-
-def _fsync_dir(folder: Path) -> None:
-    if os.name != "posix":  # pragma: no cover - directories cannot be opened on Windows
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover - some filesystems refuse
-        pass
-    finally:
-        os.close(fd)
 
 
 def _failure_message(job: _Job, exc: _TransientError, failures: int, part: Path) -> str:

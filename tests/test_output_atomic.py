@@ -20,14 +20,9 @@ import numpy as np
 import pytest
 
 from berg_core import BERG, InvalidParameterError, as_stimulus
+from berg_core.atomic import PART_SUFFIX, atomic_outputs, check_output_path
 from berg_core.cli import main
-from berg_core.output import (
-    PART_SUFFIX,
-    atomic_outputs,
-    check_output_path,
-    encode_to_hdf5,
-    write_metadata,
-)
+from berg_core.output import encode_to_hdf5, write_metadata
 
 TESTPLUGIN_DIR = Path(__file__).resolve().parent / "plugins" / "berg-testplugin"
 LINEAR = "toy-synthetic-linear"
@@ -162,7 +157,7 @@ def test_sigterm_removes_the_temporary_file(berg_dir: Path, tmp_path: Path) -> N
 
 
 def test_only_dead_writers_temporary_files_are_removed(berg_dir: Path, tmp_path: Path) -> None:
-    from berg_core.output import _host_tag
+    from berg_core.atomic import _host_tag
 
     out = tmp_path / "r.h5"
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])

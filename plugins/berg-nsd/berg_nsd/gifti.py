@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from berg_core import InvalidParameterError
-from berg_core.output import atomic_outputs, scatter_columns
+from berg_core.atomic import atomic_outputs
+from berg_core.output import scatter_columns
 
 __all__ = ["FSAVERAGE_VERTICES", "WRITE_ID_KEY", "check_gifti_pair", "gifti_paths", "write_gifti"]
 
@@ -46,7 +47,7 @@ def write_gifti(
     ``berg_write_id``: a random id, the same in both files of one write.
 
     Both files are written to temporary files first and renamed only when both are complete,
-    right hemisphere first, left last (:func:`berg_core.output.atomic_outputs`). A file under a
+    right hemisphere first, left last (:func:`berg_core.atomic.atomic_outputs`). A file under a
     final name is therefore always whole; a ``kill -9`` between the two renames can leave a new
     right file beside no left file (or the previous left file), which :func:`check_gifti_pair`
     detects.

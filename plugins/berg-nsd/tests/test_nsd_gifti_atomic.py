@@ -32,7 +32,7 @@ COLUMNS = {"lh": np.array([0, 7, 163_841]), "rh": np.array([5, 6])}
 WRITER = """
 import sys, time, pathlib
 import numpy as np
-import berg_core.output as output
+import berg_core.atomic as atomic
 from berg_nsd.gifti import write_gifti
 
 mode, out, marker, value = sys.argv[1:5]
@@ -49,11 +49,11 @@ if mode == "writing":
         stop()
     pathlib.Path.write_bytes = write_bytes
 else:
-    claim = output._claim
+    claim = atomic._claim
     def claim_then_stop(part, target, force):
         claim(part, target, force)
         stop()
-    output._claim = claim_then_stop
+    atomic._claim = claim_then_stop
 lh = np.full((2, 3), float(value), dtype=np.float32)
 rh = np.full((2, 2), float(value), dtype=np.float32)
 write_gifti((lh, rh), {"lh": np.array([0, 7, 163841]), "rh": np.array([5, 6])}, out)

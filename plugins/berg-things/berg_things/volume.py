@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from berg_core import InvalidParameterError
-from berg_core.output import atomic_outputs, scatter_columns
+from berg_core.atomic import atomic_outputs
+from berg_core.output import scatter_columns
 
 __all__ = ["responses_to_volume", "write_nifti"]
 
@@ -64,7 +65,7 @@ def write_nifti(
     i.e. in voxel-index space: overlay it only on images in the same voxel grid.
 
     A path ending in ``.gz`` is gzip-compressed (level 1, as nibabel). The image is written to a
-    temporary file renamed to *path* when complete (:func:`berg_core.output.atomic_outputs`):
+    temporary file renamed to *path* when complete (:func:`berg_core.atomic.atomic_outputs`):
     *path* never holds a truncated image. Without *force*, an existing *path* raises
     InvalidParameterError and nothing is written.
     """
