@@ -71,7 +71,7 @@ def test_berg_maps_command(
     assert main(["maps", str(trained.folder), "--out", str(out), "--no-figures"]) == 0
     assert "wrote 13 files" in capsys.readouterr().out  # 6 maps x 2 hemispheres + maps.json
     assert not list(out.glob("*.png"))
-    assert main(["maps", str(trained.folder), "--out", str(out), "--no-figures"]) == 1
+    assert main(["maps", str(trained.folder), "--out", str(out), "--no-figures"]) == 2
     assert "pass --force to overwrite" in capsys.readouterr().err
     assert main(["maps", str(trained.folder), "--out", str(out), "--no-figures", "--force"]) == 0
     assert main(["maps", str(tmp_path), "--out", str(out)]) == 1
