@@ -6,7 +6,7 @@ this package imports none of them and never imports torch.
 """
 
 from berg_core.api import BERG
-from berg_core.cards import ModelCard
+from berg_core.cards import Dim, EncodeOptions, FileSpec, ModelCard, Output
 from berg_core.encoder import EncodingModel, LoadRequest, OutputWriter
 from berg_core.errors import (
     BERGError,
@@ -27,12 +27,16 @@ __all__ = [
     "BERG",
     "BERGError",
     "BergError",
+    "Dim",
+    "EncodeOptions",
     "EncodingModel",
+    "FileSpec",
     "InvalidParameterError",
     "LoadRequest",
     "ModelCard",
     "ModelLoadError",
     "ModelNotFoundError",
+    "Output",
     "OutputWriter",
     "PluginError",
     "SelectionSchema",

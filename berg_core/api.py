@@ -21,11 +21,12 @@ from berg_core.arguments import (
     scalar_value,
 )
 from berg_core.cards import ModelCard
+from berg_core.dims import split_selection
 from berg_core.encoder import EncodingModel, LoadRequest
 from berg_core.errors import InvalidParameterError, ModelLoadError, describe_value
 from berg_core.parameters import describe_parameters, parameters_by_function
 from berg_core.registry import ModelEntry, Registry, get_registry, resolve_import_path
-from berg_core.schemas import validate_selection
+from berg_core.schemas import validate_options, validate_selection
 from berg_core.stimulus import as_stimulus
 
 __all__ = ["BERG", "default_berg_dir"]
@@ -295,19 +296,16 @@ class BERG:
         model_id = card.model_id
         subject = _check_subject(card, subject)
         device = require_device(device)
-        unknown = sorted(set(options) - set(card.options))
-        if unknown:
-            accepted = ", ".join(card.options) or "none"
-            raise InvalidParameterError(
-                f"get_encoding_model() got unexpected option(s) {', '.join(unknown)} for "
-                f"{model_id}; options it accepts: {accepted}"
-            )
+        options = validate_options(card.options, options, model_id)
         if selection is not None and not isinstance(selection, Mapping):
             raise InvalidParameterError(
                 f"selection = {describe_value(selection)} is not valid for {model_id}; expected "
                 f"a dict (or None)"
             )
         schema = entry.resolve_schema()
+        selection, dim_picks = split_selection(
+            selection, card.dim_names, tuple(schema.model_fields) if schema else (), model_id
+        )
         if schema is None:
             if selection:
                 raise InvalidParameterError(
@@ -315,7 +313,7 @@ class BERG:
                 )
             validated = None
         else:
-            if card.selection_required and not selection:
+            if card.selection_required and not selection and not dim_picks:
                 # a schema that rejects an empty selection says why (e.g. listing valid values)
                 validate_selection(schema, selection, model_id)
                 raise InvalidParameterError(
@@ -330,6 +328,7 @@ class BERG:
             selection=validated,
             device=device,
             options=dict(options),
+            dim_picks=dim_picks,
         )
 
     def encode(

@@ -408,7 +408,8 @@ def _cmd_encode(args: argparse.Namespace) -> int:
             reference=args.reference_image,
         )
         sizes = ", ".join(
-            f"{n} {s}" for n, s in zip(model.output_names, model.output_sizes(), strict=True)
+            f"{n} {' x '.join(map(str, s))}"
+            for n, s in zip(model.output_names, model.shapes(), strict=True)
         )
     written = ", ".join(str(p) for p in paths)
     print(f"wrote {written}: {len(stimulus)} images x ({sizes}) columns")

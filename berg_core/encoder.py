@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from berg_core.dims import apply_picks
 from berg_core.errors import InvalidParameterError, PluginError
 
 if TYPE_CHECKING:
@@ -72,7 +73,10 @@ class LoadRequest:
         ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``; ``"auto"`` is resolved by the
         plugin (the core never imports torch).
     options : dict
-        Extra keyword arguments, restricted to ``card.options``.
+        Every option of ``card.options`` (validated; defaults where the caller gave none).
+    dim_picks : dict
+        Selections along labelled dims (:mod:`berg_core.dims`) that the core applies to the
+        model's outputs; the loader may ignore them.
     """
 
     model_id: str
@@ -82,14 +86,30 @@ class LoadRequest:
     selection: SelectionSchema | None = None
     device: str = "auto"
     options: dict[str, Any] = field(default_factory=dict)
+    dim_picks: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def batch_size(self) -> int | None:
+        """The ``batch_size`` option, or ``None`` (the model chooses)."""
+        return self.options.get("batch_size")
+
+    def plain_selection(self) -> dict[str, Any]:
+        """The selection as plain data (the family's keys, then the dim picks), for files."""
+        plain = self.selection.as_plain_dict() if self.selection is not None else {}
+        for dim, pick in self.dim_picks.items():
+            plain[dim] = list(pick["labels"]) if "labels" in pick else dict(pick)
+        return plain
 
 
 class EncodingModel(ABC):
     """A loaded encoding model.
 
-    Subclasses implement :meth:`output_sizes`, :meth:`encode_batches` and usually
-    :meth:`column_indices`, :meth:`subject_metadata` and :meth:`close`. Use a model as a context
-    manager to free its memory (GPU memory included) when done::
+    Subclasses implement :meth:`encode_batches`, the size of each output (:meth:`output_sizes`
+    for outputs with one axis, :meth:`output_shapes` for labelled outputs with several), and
+    usually the coordinates of their positions (:meth:`column_indices` or :meth:`output_coords`),
+    :meth:`subject_metadata` and :meth:`close`. The core does the rest, once for every family:
+    batches, progress, shape checks, picks along labelled dims, preallocated results, files.
+    Use a model as a context manager to free its memory (GPU memory included) when done::
 
         with berg.get_encoding_model("fmri-nsd_fsaverage-alexnet_untrained", subject=1) as model:
             lh, rh = berg.encode(model, images)
@@ -106,6 +126,9 @@ class EncodingModel(ABC):
     def __init__(self, request: LoadRequest) -> None:
         self.request = request
         self.closed = False
+        if request.batch_size is not None:
+            self.batch_size = request.batch_size
+        self._picks: dict[str, tuple[np.ndarray | None, ...]] | None = None
 
     # -- facts ------------------------------------------------------------------------------
     @property
@@ -126,22 +149,111 @@ class EncodingModel(ABC):
     @property
     def output_names(self) -> tuple[str, ...]:
         """Names of the outputs, in the order :meth:`encode` returns them."""
-        return self.card.outputs
+        return self.card.output_names
 
-    @abstractmethod
+    def output_shapes(self) -> tuple[tuple[int, ...], ...]:
+        """Shape (after the image axis) of each output as :meth:`encode_batches` yields it.
+
+        One entry per dim of the card's output. The default is ``(n,)`` from
+        :meth:`output_sizes`; models whose outputs have several dims override this instead.
+        """
+        if type(self).output_sizes is EncodingModel.output_sizes:
+            raise PluginError(
+                f"{type(self).__name__} implements neither output_sizes() nor output_shapes()"
+            )
+        return tuple((int(n),) for n in self.output_sizes())
+
     def output_sizes(self) -> tuple[int, ...]:
-        """Number of columns of each output, in :attr:`output_names` order."""
+        """Number of values per image of each output (the product of its shape)."""
+        if type(self).output_shapes is EncodingModel.output_shapes:
+            raise PluginError(
+                f"{type(self).__name__} implements neither output_sizes() nor output_shapes()"
+            )
+        return tuple(int(np.prod(shape)) for shape in self.output_shapes())
 
     def column_indices(self) -> dict[str, np.ndarray]:
-        """For each output, the index of every column in the model's full output space.
+        """For each output with one dim, the index of every column in the full output space.
 
         The default says columns are ``0..n-1``. Models with a selection override it so that a
-        user can always tell which vertex, voxel or neuroid each column is.
+        user can always tell which vertex, voxel or neuroid each column is. (Models with
+        several dims give :meth:`output_coords` instead.)
         """
         return {
-            name: np.arange(size, dtype=np.int64)
-            for name, size in zip(self.output_names, self.output_sizes(), strict=True)
+            name: np.arange(shape[0], dtype=np.int64)
+            for name, shape in zip(self.output_names, self.output_shapes(), strict=True)
+            if len(shape) == 1
         }
+
+    def output_coords(self) -> dict[str, dict[str, np.ndarray]]:
+        """Output -> dim -> the coordinate of every position, as :meth:`encode_batches` yields.
+
+        The default: the card's coordinates where it declares them (times in ms, channel
+        names), the :meth:`column_indices` for outputs with one dim, else ``0..n-1``. Models
+        whose coordinates come from their files (a subject's channel names) override this.
+        """
+        columns = self.column_indices()
+        coords: dict[str, dict[str, np.ndarray]] = {}
+        for output, shape in zip(self.card.outputs, self.output_shapes(), strict=True):
+            dims = {}
+            for dim, size in zip(output.dims, shape, strict=True):
+                if len(shape) == 1 and output.name in columns:
+                    dims[dim.name] = np.asarray(columns[output.name])
+                elif dim.coords is not None and len(dim.coords) == size:
+                    dims[dim.name] = np.asarray(dim.coords)
+                else:
+                    dims[dim.name] = np.arange(size, dtype=np.int64)
+            coords[output.name] = dims
+        return coords
+
+    # -- what encode returns (after the core's picks along labelled dims) ------------------------
+    def _positions(self) -> dict[str, tuple[np.ndarray | None, ...]]:
+        """Output -> per dim, the positions the dim picks keep (``None``: all)."""
+        if self._picks is None:
+            from berg_core.dims import resolve_picks
+
+            kept = resolve_picks(self.request.dim_picks, self.output_coords(), self.model_id)
+            self._picks = {
+                output.name: tuple(kept.get(output.name, {}).get(d) for d in output.dim_names)
+                for output in self.card.outputs
+            }
+        return self._picks
+
+    def shapes(self) -> tuple[tuple[int, ...], ...]:
+        """Shape (after the image axis) of each array :meth:`encode` returns."""
+        positions = self._positions()
+        return tuple(
+            tuple(n if index is None else len(index) for n, index in zip(shape, kept, strict=True))
+            for shape, kept in zip(
+                self.output_shapes(), (positions[name] for name in self.output_names), strict=True
+            )
+        )
+
+    def coords(self) -> dict[str, dict[str, np.ndarray]]:
+        """Output -> dim -> the coordinate of every position of what :meth:`encode` returns."""
+        positions = self._positions()
+        return {
+            name: {
+                dim: values if index is None else values[index]
+                for (dim, values), index in zip(dims.items(), positions[name], strict=True)
+            }
+            for name, dims in self.output_coords().items()
+        }
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """Output -> the coordinate of each column :meth:`encode` returns, for one-dim outputs.
+
+        The index of each vertex, voxel or neuroid after every selection (the family's and the
+        dim picks); what file writers use to place the columns in the full output space.
+        """
+        return {
+            name: next(iter(dims.values()))
+            for name, dims in self.coords().items()
+            if len(dims) == 1
+        }
+
+    def dims(self) -> dict[str, tuple[str, ...]]:
+        """Output -> the names of its axes, the image axis first."""
+        return {output.name: ("image", *output.dim_names) for output in self.card.outputs}
 
     def output_writers(self) -> dict[str, OutputWriter]:
         """Brain-native file formats this model can write, by file-name suffix.
@@ -164,13 +276,16 @@ class EncodingModel(ABC):
         from berg_core.safe_npy import in_memory
 
         metadata = dict(in_memory(self.subject_metadata()))
-        selection = self.request.selection
+        coords = self.coords()
         metadata["output"] = {
             "model_id": self.model_id,
             "subject": self.subject,
-            "selection": selection.as_plain_dict() if selection is not None else {},
+            "selection": self.request.plain_selection(),
             "names": list(self.output_names),
-            "columns": self.column_indices(),
+            "dims": {name: list(dims) for name, dims in self.dims().items()},
+            "coords": coords,
+            # one-dim outputs: the index of each column (vertex, voxel ...), as before dims existed
+            "columns": self.columns(),
         }
         return metadata
 
@@ -179,8 +294,9 @@ class EncodingModel(ABC):
     def encode_batches(self, stimulus: Stimulus) -> Iterator[tuple[np.ndarray, ...]]:
         """Yield responses for consecutive batches of *stimulus*, in order.
 
-        Each item is a tuple with one ``float32`` array ``(B, output_sizes()[i])`` per output; the
-        batches together cover every image exactly once.
+        Each item is a tuple with one ``float32`` array per output, ``(B, *output_shapes()[i])``
+        (or flat, ``(B, output_sizes()[i])``); the batches together cover every image exactly
+        once. Use ``stimulus.batches(self.batch_size)``.
         """
 
     def encode(
@@ -191,39 +307,60 @@ class EncodingModel(ABC):
         Returns
         -------
         numpy.ndarray or tuple of numpy.ndarray
-            One array ``(N, columns)`` per output; a bare array when the model has one output.
+            One array ``(N, *shape)`` per output (:meth:`shapes`, axes :meth:`dims`); a bare
+            array when the model has one output.
         """
         self._check_open()
         n = len(stimulus)
-        outputs = tuple(np.empty((n, size), dtype=np.float32) for size in self.output_sizes())
-        for start, stop, batch in self._iter_rows(stimulus, show_progress):
+        outputs = tuple(np.empty((n, *shape), dtype=np.float32) for shape in self.shapes())
+        for start, stop, batch in self.iter_rows(stimulus, show_progress=show_progress):
             for target, values in zip(outputs, batch, strict=True):
                 target[start:stop] = values
         return outputs[0] if len(outputs) == 1 else outputs
 
-    def _iter_rows(
-        self, stimulus: Stimulus, show_progress: bool
+    def iter_rows(
+        self, stimulus: Stimulus, *, show_progress: bool = True
     ) -> Iterator[tuple[int, int, tuple[np.ndarray, ...]]]:
-        """Yield ``(start, stop, batch)`` row ranges with a progress bar, checking batch shapes."""
+        """The one encode loop: ``(start, stop, batch)`` with the arrays :meth:`encode` fills.
+
+        Runs :meth:`encode_batches` with a progress bar, checks every batch's shapes, shapes
+        flat batches and keeps the positions the dim picks select. Every sink (in-memory
+        arrays, HDF5, brain-native files) consumes this.
+        """
         from tqdm.auto import tqdm
 
+        self._check_open()
         n = len(stimulus)
-        sizes = self.output_sizes()
+        shapes = self.output_shapes()
+        positions = [self._positions()[name] for name in self.output_names]
         start = 0
         with tqdm(
             total=n, desc=f"Encoding {self.model_id}", unit="img", disable=not show_progress
         ) as bar:
             for batch in self.encode_batches(stimulus):
-                rows = batch[0].shape[0]
-                got = tuple(b.shape for b in batch)
-                if len(batch) != len(sizes) or any(
-                    b.shape != (rows, size) for b, size in zip(batch, sizes, strict=True)
+                batch = tuple(batch)
+                rows = batch[0].shape[0] if batch and batch[0].ndim else -1
+                if len(batch) != len(shapes) or any(
+                    b.shape not in ((rows, *shape), (rows, int(np.prod(shape))))
+                    for b, shape in zip(batch, shapes, strict=False)
                 ):
                     raise PluginError(
-                        f"{type(self).__name__}.encode_batches yielded shapes {got}; expected "
-                        f"({rows}, n) with n = {sizes}"
+                        f"{type(self).__name__}.encode_batches yielded shapes "
+                        f"{tuple(b.shape for b in batch)}; expected (B, *shape) with shapes "
+                        f"{shapes}"
                     )
-                yield start, start + rows, batch
+                if start + rows > n:
+                    raise PluginError(
+                        f"{type(self).__name__}.encode_batches yielded more than the {n} images"
+                    )
+                yield (
+                    start,
+                    start + rows,
+                    tuple(
+                        apply_picks(values.reshape(rows, *shape), kept)
+                        for values, shape, kept in zip(batch, shapes, positions, strict=True)
+                    ),
+                )
                 start += rows
                 bar.update(rows)
         if start != n:

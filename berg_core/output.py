@@ -23,6 +23,7 @@ __all__ = [
     "HDF5_SUFFIXES",
     "encode_to_hdf5",
     "scatter_columns",
+    "write_coords",
     "write_metadata",
     "write_responses",
     "write_sources",
@@ -81,34 +82,57 @@ def encode_to_hdf5(
     model._check_open()
     n = len(stimulus)
     with atomic_outputs([path], force=force) as (part,), h5py.File(part, "w") as h5:
+        chunk_rows = max(1, min(n, model.batch_size))
         datasets = []
-        for name, size in zip(model.output_names, model.output_sizes(), strict=True):
-            chunk_rows = max(1, min(n, model.batch_size))
-            datasets.append(
-                h5.create_dataset(
-                    name,
-                    shape=(n, size),
-                    dtype="float32",
-                    chunks=(chunk_rows, max(1, min(size, 16384))) if size else None,
-                )
+        for (name, dims), shape in zip(model.dims().items(), model.shapes(), strict=True):
+            dataset = h5.create_dataset(
+                name, shape=(n, *shape), dtype="float32", chunks=_chunks(chunk_rows, shape)
             )
-        for name, index in model.column_indices().items():
-            h5.create_dataset(f"columns/{name}", data=np.asarray(index, dtype=np.int64))
+            dataset.attrs["dims"] = list(dims)
+            datasets.append(dataset)
+        for name, coords in model.coords().items():
+            for dim, values in coords.items():
+                write_coords(h5, f"coords/{name}/{dim}", values)
+            if len(coords) == 1:  # one-dim outputs: the column indices, as before dims existed
+                h5.create_dataset(
+                    f"columns/{name}", data=np.asarray(next(iter(coords.values())), np.int64)
+                )
         if stimulus.sources is not None:
             write_sources(h5, stimulus.sources)
-        selection = model.request.selection
         attrs: dict[str, Any] = {
             "model_id": model.model_id,
             "subject": "" if model.subject is None else str(model.subject),
-            "selection": json.dumps(selection.as_plain_dict() if selection else {}),
+            "selection": json.dumps(model.request.plain_selection()),
             "berg_core_version": __version__,
             "plugin": _plugin_label(model.model_id),
         }
         h5.attrs.update(attrs)
-        for start, stop, batch in model._iter_rows(stimulus, show_progress):
+        for start, stop, batch in model.iter_rows(stimulus, show_progress=show_progress):
             for dataset, values in zip(datasets, batch, strict=True):
                 dataset[start:stop] = values
     return path
+
+
+def _chunks(rows: int, shape: tuple[int, ...]) -> tuple[int, ...] | bool | None:
+    """HDF5 chunks of about a batch of rows, at most 16,384 values wide (auto for wide n-d)."""
+    if 0 in shape:
+        return None
+    if len(shape) == 1:
+        return (rows, min(shape[0], 16384))
+    return (rows, *shape) if int(np.prod(shape)) <= 65536 else True
+
+
+def write_coords(h5: Any, name: str, values: np.ndarray) -> None:
+    """Store one dim's coordinates: numbers as they are, names as UTF-8 strings."""
+    import h5py
+
+    values = np.asarray(values)
+    if values.dtype.kind in "US" or values.dtype == object:
+        h5.create_dataset(
+            name, data=[str(v) for v in values.tolist()], dtype=h5py.string_dtype("utf-8")
+        )
+    else:
+        h5.create_dataset(name, data=values)
 
 
 def _path_bytes(text: str) -> bytes:

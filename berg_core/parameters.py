@@ -22,6 +22,7 @@ import inspect
 from typing import TYPE_CHECKING, Any
 
 from berg_core.arguments import DEVICES
+from berg_core.cards import option_specs
 
 if TYPE_CHECKING:
     from berg_core.cards import ModelCard
@@ -68,11 +69,13 @@ def describe_parameters(
             "function": _LOAD,
         },
     }
-    for option in card.options:
+    for option, spec in option_specs(card.options).items():
         parameters[option] = {
-            "description": f"Option of {card.model_id} (a keyword argument of get_encoding_model).",
+            "description": spec["description"]
+            or f"Option of {card.model_id} (a keyword argument of get_encoding_model).",
             "required": False,
-            "type": "Any",
+            "type": spec["type"],
+            "default": spec["default"],
             "function": _LOAD,
         }
     parameters.update(

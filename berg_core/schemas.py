@@ -24,6 +24,7 @@ import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 from pydantic.fields import FieldInfo
 
+from berg_core.cards import EncodeOptions
 from berg_core.errors import InvalidParameterError, describe_value
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "binary_mask",
     "names_from",
     "one_of",
+    "validate_options",
     "validate_selection",
 ]
 
@@ -321,3 +323,53 @@ def _explain(exc: ValidationError, schema: type[SelectionSchema], model_id: str)
             where = "".join(f"[{part!r}]" for part in loc)
             lines.append(f"selection{where} = {describe_value(error.get('input'))} {msg}")
     return "\n".join(lines)
+
+
+def validate_options(
+    options_model: type[EncodeOptions], options: Mapping[str, Any], model_id: str
+) -> dict[str, Any]:
+    """Validate the keyword options of ``get_encoding_model`` for *model_id*.
+
+    Parameters
+    ----------
+    options_model : type of EncodeOptions
+        The card's :attr:`~berg_core.ModelCard.options`.
+    options : mapping
+        What the caller passed (values from ``berg encode -o key=value`` arrive as strings and
+        are converted: ``"8"`` to 8, ``"true"`` to True).
+    model_id : str
+        Named in messages.
+
+    Returns
+    -------
+    dict
+        Every option of the model, with its default where not given.
+
+    Raises
+    ------
+    InvalidParameterError
+        Naming every offending option, the value given and what is allowed.
+    """
+    try:
+        return options_model.model_validate(dict(options)).model_dump()
+    except ValidationError as exc:
+        accepted = ", ".join(options_model.model_fields) or "none"
+        errors = exc.errors(include_url=False)
+        unknown = [str(e["loc"][0]) for e in errors if e["type"] == "extra_forbidden"]
+        lines = []
+        if unknown:
+            lines.append(
+                f"get_encoding_model() got unexpected option(s) {', '.join(sorted(unknown))} for "
+                f"{model_id}; options it accepts: {accepted}"
+            )
+        for error in errors:
+            key = (error.get("loc") or ("?",))[0]
+            if error["type"] == "extra_forbidden":
+                continue
+            field = options_model.model_fields.get(str(key))
+            what = f" ({field.description})" if field is not None and field.description else ""
+            lines.append(
+                f"option {key} = {describe_value(error.get('input'))} is not valid for "
+                f"{model_id}: {error.get('msg', '')}{what}"
+            )
+        raise InvalidParameterError("\n".join(lines)) from None

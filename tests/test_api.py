@@ -165,15 +165,23 @@ def test_unknown_options_are_refused(berg_dir: Path) -> None:
         "get_encoding_model() got unexpected option(s) batchsize, layers for "
         "toy-synthetic-linear; options it accepts: batch_size"
     )
-    with pytest.raises(InvalidParameterError, match="options it accepts: none"):
-        BERG(berg_dir).get_encoding_model("toy_family-alpha", batch_size=2)
+    # every model takes batch_size (the core's option), whatever its card declares
+    with pytest.raises(InvalidParameterError, match=r"options it accepts: batch_size$"):
+        BERG(berg_dir).get_encoding_model("toy_family-alpha", layers=2)
 
 
-def test_options_are_checked_by_the_plugin(berg_dir: Path) -> None:
-    with pytest.raises(InvalidParameterError, match=r"batch_size = 0 is not valid for toy-synth"):
-        BERG(berg_dir).get_encoding_model(LINEAR, subject=1, batch_size=0)
+@pytest.mark.parametrize("value", [0, -1, 1.5, "x", True])
+def test_options_are_typed_and_checked_by_the_core(berg_dir: Path, value: object) -> None:
+    with pytest.raises(InvalidParameterError) as info:
+        BERG(berg_dir).get_encoding_model(LINEAR, subject=1, batch_size=value)
+    message = str(info.value)
+    assert message.startswith(f"option batch_size = {value!r} is not valid for toy-synthetic-")
+    assert "Images per forward pass" in message  # the option's own description
     model = BERG(berg_dir).get_encoding_model(LINEAR, subject=1, batch_size=3)
     assert model.batch_size == 3
+    assert model.request.batch_size == 3
+    # a string from the command line (-o batch_size=5) is converted
+    assert BERG(berg_dir).get_encoding_model(LINEAR, subject=1, batch_size="5").batch_size == 5
 
 
 def test_missing_files_name_the_file_and_berg_dir(tmp_path: Path, toy_plugin: ModuleType) -> None:
@@ -494,7 +502,11 @@ class _WrongShapes(EncodingModel):
 @pytest.mark.parametrize(
     ("rows", "columns", "message"),
     [
-        (2, 4, r"_WrongShapes\.encode_batches yielded shapes \(\(2, 4\),\); expected \(2, n\)"),
+        (
+            2,
+            4,
+            r"_WrongShapes\.encode_batches yielded shapes \(\(2, 4\),\); expected \(B, \*shape\)",
+        ),
         (2, 3, r"_WrongShapes\.encode_batches covered 2 of 7 images"),
     ],
 )

@@ -31,10 +31,14 @@ def test_file_holds_responses_columns_and_attributes(
     metadata = berg.get_model_metadata(LINEAR, subject=2)
     want = expected(berg_dir, 2, images)
     with h5py.File(out, "r") as h5:
-        assert sorted(h5) == ["columns", "lh", "rh"]  # no stimulus_sources for arrays
+        assert sorted(h5) == ["columns", "coords", "lh", "rh"]  # no stimulus_sources for arrays
         assert sorted(h5["columns"]) == ["lh", "rh"]
         for hemi in ("lh", "rh"):
             index = metadata["fmri"][f"{hemi}_fsaverage_rois"]["V2"]
+            # the labelled axes, and the coordinate (vertex) of every column
+            assert list(h5[hemi].attrs["dims"]) == ["image", "column"]
+            np.testing.assert_array_equal(h5[f"coords/{hemi}/column"][()], index)
+            np.testing.assert_array_equal(h5[f"columns/{hemi}"][()], index)
             assert h5[hemi].dtype == np.float32
             assert h5[hemi].shape == (7, len(index))
             np.testing.assert_allclose(h5[hemi][()], want[hemi][:, index], rtol=1e-5, atol=1e-6)
@@ -85,7 +89,7 @@ def test_model_without_subject_or_selection(tmp_path: Path, toy_plugin: object) 
     stimulus = as_stimulus(np.full((2, 3, 2, 2), 255, dtype=np.uint8))
     out = encode_to_hdf5(model, stimulus, tmp_path / "f.h5", show_progress=False)
     with h5py.File(out, "r") as h5:
-        assert sorted(h5) == ["columns", "responses"]
+        assert sorted(h5) == ["columns", "coords", "responses"]
         # white images: mean RGB = (1, 1, 1); gamma (third member) = 3 * [[1..4], [5..8], [9..12]]
         np.testing.assert_allclose(h5["responses"][()], [[45, 54, 63, 72]] * 2)
         assert h5.attrs["subject"] == ""

@@ -574,4 +574,4 @@ def test_load_request_carries_what_was_validated(monkeypatch: pytest.MonkeyPatch
     assert request.subject == "sub-02"
     assert request.selection is None
     assert request.device == "cuda:1"
-    assert request.options == {"layers": 3}
+    assert request.options == {"batch_size": None, "layers": 3}  # every option, defaults too

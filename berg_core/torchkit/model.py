@@ -34,8 +34,8 @@ class FeatureReadoutModel(EncodingModel):
 
     Plugins build the three parts (usually in their loader) and subclass this to add metadata.
     :meth:`encode_batches` runs under :func:`torch.inference_mode` and yields one float32 numpy
-    array per readout head; :meth:`berg_core.EncodingModel.encode` writes them into preallocated
-    arrays and :func:`berg_core.output.encode_to_hdf5` streams them to a file.
+    array per readout head; the core's one encode loop (:meth:`berg_core.EncodingModel.iter_rows`)
+    writes them into preallocated arrays or streams them to a file.
 
     Parameters
     ----------
@@ -49,7 +49,8 @@ class FeatureReadoutModel(EncodingModel):
         For each output, the index of each column in the model's full output space (the
         selected vertices/voxels); defaults to ``0..n-1``.
     batch_size : int, optional
-        Images per forward pass (default: :func:`default_batch_size` of *device*).
+        Images per forward pass (default: the ``batch_size`` option of the request, else
+        :func:`default_batch_size` of *device*).
     """
 
     def __init__(
@@ -65,9 +66,10 @@ class FeatureReadoutModel(EncodingModel):
     ) -> None:
         super().__init__(request)
         heads = tuple(readout.heads)
-        if heads != tuple(request.card.outputs):
+        if heads != request.card.output_names:
             raise ValueError(
-                f"readout heads {heads} differ from the outputs {request.card.outputs} of the card"
+                f"readout heads {heads} differ from the outputs {request.card.output_names} of "
+                f"the card"
             )
         if extractor.feature_dim != readout.feature_dim:
             raise ValueError(
@@ -78,7 +80,7 @@ class FeatureReadoutModel(EncodingModel):
         self.extractor = extractor
         self.readout = readout
         self.device = device
-        self.batch_size = batch_size or default_batch_size(device)
+        self.batch_size = batch_size or request.batch_size or default_batch_size(device)
         sizes = readout.output_sizes()
         if columns is None:
             columns = {
@@ -115,47 +117,6 @@ class FeatureReadoutModel(EncodingModel):
         with torch.inference_mode():
             for batch in stimulus.batches(self.batch_size):
                 yield tuple(r.cpu().numpy() for r in self._responses(batch))
-
-    def encode(
-        self, stimulus: Stimulus, *, show_progress: bool = True
-    ) -> np.ndarray | tuple[np.ndarray, ...]:
-        """Encode *stimulus* into preallocated ``float32`` arrays.
-
-        Same result as :meth:`berg_core.EncodingModel.encode`, but on the CPU the readout writes
-        each batch straight into the result arrays (no per-batch response arrays to allocate,
-        copy and free), and on an accelerator each batch is copied once, device to result.
-
-        Returns
-        -------
-        numpy.ndarray or tuple of numpy.ndarray
-            One array ``(N, columns)`` per output; a bare array when the model has one output.
-        """
-        from tqdm.auto import tqdm
-
-        self._check_open()
-        n = len(stimulus)
-        outputs = tuple(np.empty((n, size), dtype=np.float32) for size in self.output_sizes())
-        on_cpu = self.device.type == "cpu"
-        start = 0
-        with (
-            torch.inference_mode(),
-            tqdm(
-                total=n, desc=f"Encoding {self.model_id}", unit="img", disable=not show_progress
-            ) as bar,
-        ):
-            for batch in stimulus.batches(self.batch_size):
-                rows = len(batch)
-                views = tuple(torch.from_numpy(o[start : start + rows]) for o in outputs)
-                if on_cpu:
-                    self._responses(batch, out=views)
-                else:
-                    for view, value in zip(views, self._responses(batch), strict=True):
-                        view.copy_(value)
-                start += rows
-                bar.update(rows)
-        if start != n:  # pragma: no cover - Stimulus.batches covers every image
-            raise RuntimeError(f"encoded {start} of {n} images")
-        return outputs[0] if len(outputs) == 1 else outputs
 
     def close(self) -> None:
         """Free the backbone, the readout weights and cached device memory."""

@@ -124,11 +124,7 @@ def load(request: LoadRequest) -> BrainScoreModel:
         When the model, its weights, its dependencies or the benchmark data cannot be loaded.
     """
     identifier = _identifier(request.model_id)
-    allow_selection = request.options.get("allow_layer_selection", False)
-    if not isinstance(allow_selection, bool):
-        raise InvalidParameterError(
-            f"allow_layer_selection = {allow_selection!r} must be True or False"
-        )
+    allow_selection = request.options["allow_layer_selection"]  # a bool: the core checked it
     spec: RoiBenchmark = request.selection.benchmark  # type: ignore[union-attr]
     brainscore_vision = import_brainscore()
     _check_known(identifier)

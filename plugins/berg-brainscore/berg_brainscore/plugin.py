@@ -8,15 +8,28 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from pydantic import Field, StrictBool
+
 from berg_brainscore.benchmarks import BENCHMARKS
 from berg_brainscore.catalog import PREFIX
-from berg_core import ModelCard, hookimpl
+from berg_core import EncodeOptions, ModelCard, hookimpl
 
 GATEWAY_ID = "brainscore_vision"
 
 _REGIONS = "; ".join(
     f"{roi}: {spec.benchmark} ({spec.n_neurons} neuroids)" for roi, spec in BENCHMARKS.items()
 )
+
+
+class BrainScoreOptions(EncodeOptions):
+    """Options of the Brain-Score vision models (keywords of ``get_encoding_model``)."""
+
+    allow_layer_selection: StrictBool = Field(
+        False,
+        description="For a model that commits no layer to the region, let Brain-Score pick one "
+        "by scoring every layer on the public benchmarks (hours, several GB of downloads).",
+    )
+
 
 CARD = ModelCard(
     model_id=GATEWAY_ID,
@@ -44,7 +57,7 @@ CARD = ModelCard(
         "metadata['brainscore']['neuroid_id'] names them."
     ),
     selection_required=True,
-    options=("allow_layer_selection",),
+    options=BrainScoreOptions,
     references={
         "Brain-Score": "https://www.brain-score.org/",
         "Brain-Score vision models": "https://github.com/brain-score/vision",

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from berg_core import ModelCard
+from pathlib import Path
+
+from pydantic import Field
+
+from berg_core import EncodeOptions, ModelCard
 from berg_factortopy.layout import MODEL_ID, NSD_METADATA_CARD
 
 __all__ = ["CARD"]
@@ -34,7 +38,18 @@ _OUTPUT = (
     "they are preprocessed with the backbone's own transform."
 )
 
+
 #: Card of the FactorTopy model.
+class FactorTopyOptions(EncodeOptions):
+    """Options of ``fmri-nsd_fsaverage-factortopy`` (keywords of ``get_encoding_model``)."""
+
+    checkpoint: Path | None = Field(
+        None,
+        description="Checkpoint folder written by 'berg train factortopy' (default: the "
+        "subject's folder in the berg_dir layout).",
+    )
+
+
 CARD = ModelCard(
     model_id=MODEL_ID,
     modality="fMRI",
@@ -50,7 +65,7 @@ CARD = ModelCard(
     selection_required=False,
     # the only file of the public bucket it reads: the subject's NSD metadata (ROI definitions)
     files=(NSD_METADATA_CARD.files[1],),
-    options=("checkpoint", "batch_size"),
+    options=FactorTopyOptions,
     references={
         "Brain Decodes Deep Nets (Yang, Gee & Shi, 2023)": "https://arxiv.org/abs/2312.01280",
         "Brain Decodes Deep Nets code": "https://github.com/huzeyann/BrainDecodesDeepNets",

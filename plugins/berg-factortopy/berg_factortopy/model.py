@@ -60,12 +60,11 @@ class FactorTopyEncodingModel(EncodingModel):
         columns: dict[str, np.ndarray],
         backbone: Any,
         device: torch.device,
-        batch_size: int | None = None,
     ) -> None:
         super().__init__(request)
         self.checkpoint_dir = checkpoint.folder
         self.device = device
-        self.batch_size = batch_size or default_batch_size(device)
+        self.batch_size = request.batch_size or default_batch_size(device)
         self._columns = columns
         self._sizes = (len(columns["lh"]), len(columns["rh"]))
         network = checkpoint.network
@@ -106,7 +105,7 @@ class FactorTopyEncodingModel(EncodingModel):
         """``.func.gii``: two fsaverage GIFTI files, one data array per stimulus, NaN elsewhere."""
         from berg_nsd.gifti import gifti_paths, write_gifti
 
-        columns = self.column_indices()
+        columns = self.columns()
 
         def write(
             responses: tuple[Any, ...], path: Any, reference: Any = None, force: bool = True
@@ -157,17 +156,6 @@ class FactorTopyEncodingModel(EncodingModel):
         super().close()
 
 
-def _batch_size(request: LoadRequest) -> int | None:
-    value = request.options.get("batch_size")
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise InvalidParameterError(
-            f"batch_size = {value!r} is not valid for {request.model_id}; give a positive integer"
-        )
-    return int(value)
-
-
 def _selected_vertices(request: LoadRequest, subject: int) -> dict[str, np.ndarray | None]:
     selection = request.selection if request.selection is not None else NSDSelection()
     assert isinstance(selection, NSDSelection)
@@ -192,11 +180,10 @@ def load(request: LoadRequest) -> FactorTopyEncodingModel:
         selections), or a backbone that cannot be built.
     InvalidParameterError
         The checkpoint is of another subject, the selection holds none of its vertices, the device
-        is not available, or ``batch_size`` is not a positive integer.
+        is not available.
     """
     subject = request.subject
     assert isinstance(subject, int)
-    batch_size = _batch_size(request)
     device = resolve_device(request.device)
     folder = checkpoint_folder(request.berg_dir, subject, request.options.get("checkpoint"))
     checkpoint = load_checkpoint(folder)
@@ -231,5 +218,4 @@ def load(request: LoadRequest) -> FactorTopyEncodingModel:
         columns=columns,
         backbone=backbone,
         device=device,
-        batch_size=batch_size,
     )

@@ -33,7 +33,9 @@ def test_registered_like_the_nsd_models(berg: BERG):
     assert info["subjects"] == [1, 2, 3, 4, 5, 6, 7, 8]
     assert list(info["outputs"]) == ["lh", "rh"]
     assert info["selection_keys"] == ["roi", "lh_vertices", "rh_vertices"]
-    assert list(info["options"]) == ["checkpoint", "batch_size"]
+    assert list(info["options"]) == ["batch_size", "checkpoint"]
+    assert info["option_specs"]["checkpoint"]["type"] == "string | null"
+    assert "berg train factortopy" in info["option_specs"]["checkpoint"]["description"]
     assert list(info["files"]) == [
         "encoding_models/modality-fmri/train_dataset-nsd_fsaverage/model-alexnet_untrained/"
         "metadata/metadata_subject-{subject:02d}.npy"

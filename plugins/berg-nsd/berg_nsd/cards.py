@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from berg_core import ModelCard
+from berg_core import EncodeOptions, ModelCard
 
 __all__ = [
     "ALEXNET_NODES",
@@ -200,7 +200,7 @@ def _card(model_id: str, spec: BackboneSpec) -> ModelCard:
             f"{folder}/encoding_models_weights/weights_subject-{{subject:02d}}.npy",
             f"{folder}/metadata/metadata_subject-{{subject:02d}}.npy",
         ),
-        options=("batch_size",),
+        options=EncodeOptions,
         references={**_REFERENCES, **_BACKBONE_REFERENCES[backbone]},
         performance=(
             f"Accuracy plots (AWS directory): {BUCKET}/{folder}/encoding_models_accuracy "

@@ -88,7 +88,7 @@ class NSDEncodingModel(FeatureReadoutModel):
         """``.func.gii``: fsaverage GIFTI, one file per hemisphere, one data array per stimulus."""
         from berg_nsd.gifti import gifti_paths, write_gifti
 
-        columns = self.column_indices()
+        columns = self.columns()
 
         def write(
             responses: tuple[np.ndarray, ...], path: Any, reference: Any = None, force: bool = True
@@ -110,17 +110,6 @@ class NSDEncodingModel(FeatureReadoutModel):
         super().close()
 
 
-def _batch_size(request: LoadRequest) -> int | None:
-    value = request.options.get("batch_size")
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise InvalidParameterError(
-            f"batch_size = {value!r} is not valid for {request.model_id}; give a positive integer"
-        )
-    return int(value)
-
-
 def load(request: LoadRequest) -> EncodingModel:
     """Loader registered for every NSD fsaverage model id (called by ``get_encoding_model``).
 
@@ -139,13 +128,11 @@ def load(request: LoadRequest) -> EncodingModel:
         A weights or metadata file is missing (the message says how to get it), unsafe or
         malformed, or pretrained backbone weights are missing from torchvision's cache.
     InvalidParameterError
-        The device is not available, the ROI is not defined for the subject, or ``batch_size``
-        is not a positive integer.
+        The device is not available, or the ROI is not defined for the subject.
     """
     spec = SPECS[request.model_id]
     card, berg_dir, subject = request.card, request.berg_dir, request.subject
     assert isinstance(subject, int)
-    batch_size = _batch_size(request)
     device = resolve_device(request.device)
     weights_path = require(card, berg_dir, subject, "weights")
 
@@ -194,5 +181,4 @@ def load(request: LoadRequest) -> EncodingModel:
         readout=readout,
         device=device,
         columns=columns,
-        batch_size=batch_size,
     )

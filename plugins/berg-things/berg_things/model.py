@@ -47,7 +47,7 @@ class ThingsModel(FeatureReadoutModel):
         from berg_things.volume import write_nifti
 
         coords = self._metadata["fmri"]["voxel_coords"]
-        columns = self.column_indices()["responses"]
+        columns = self.columns()["responses"]
 
         def write(
             responses: tuple[Any, ...], path: Any, reference: Any = None, force: bool = True

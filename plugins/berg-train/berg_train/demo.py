@@ -206,4 +206,4 @@ def _write_gifti(model: Any, stimulus: Any, path: Path, lh: np.ndarray, rh: np.n
     except ImportError:  # pragma: no cover - berg-nsd without GIFTI support
         _say("    (this berg-nsd has no GIFTI writer; HDF5 only)")
         return []
-    return list(write_gifti((lh, rh), model.column_indices(), path))
+    return list(write_gifti((lh, rh), model.columns(), path))

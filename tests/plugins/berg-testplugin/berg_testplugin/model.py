@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from berg_core import EncodingModel, InvalidParameterError, LoadRequest, ModelCard, Stimulus
+from berg_core import EncodingModel, LoadRequest, ModelCard, Stimulus
 from berg_core.errors import ModelLoadError
 from berg_core.safe_npy import load_pickled_npy
 from berg_testplugin.layout import HEMISPHERES, METADATA_FILE, WEIGHTS_FILE
@@ -58,14 +58,7 @@ class ToyLinearModel(EncodingModel):
     """``lh``/``rh`` responses: ``mean_rgb(images) @ coef[:, selected] + intercept[selected]``."""
 
     def __init__(self, request: LoadRequest) -> None:
-        super().__init__(request)
-        batch_size = request.options.get("batch_size", self.batch_size)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise InvalidParameterError(
-                f"batch_size = {batch_size!r} is not valid for {request.model_id}; expected a "
-                f"positive int"
-            )
-        self.batch_size = batch_size
+        super().__init__(request)  # the core validated the batch_size option and applied it
         subject = int(request.subject)  # type: ignore[arg-type]
         self._metadata = load_metadata(request.card, request.berg_dir, subject)
         weights = _read(request.berg_dir, WEIGHTS_FILE, subject)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from berg_core import ModelCard, hookimpl
+from berg_core import EncodeOptions, ModelCard, hookimpl
 from berg_testplugin.layout import (
     HEMISPHERES,
     LINEAR_ID,
@@ -36,7 +36,7 @@ LINEAR_CARD = ModelCard(
     outputs=HEMISPHERES,
     output_description="One column per selected vertex of each hemisphere.",
     files=(WEIGHTS_FILE, METADATA_FILE),
-    options=("batch_size",),
+    options=EncodeOptions,
     references={"berg-core tests": "tests/plugins/berg-testplugin"},
     performance="Not applicable (synthetic).",
 )
