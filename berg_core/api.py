@@ -18,29 +18,18 @@ from berg_core.arguments import (
     require_names,
     require_path,
     require_real,
-    scalar_value,
 )
 from berg_core.cards import ModelCard
 from berg_core.dims import split_selection
 from berg_core.encoder import EncodingModel, LoadRequest
 from berg_core.errors import InvalidParameterError, ModelLoadError, describe_value
+from berg_core.locations import default_berg_dir
 from berg_core.parameters import describe_parameters, parameters_by_function
 from berg_core.registry import ModelEntry, Registry, get_registry, resolve_import_path
 from berg_core.schemas import validate_options, validate_selection
 from berg_core.stimulus import as_stimulus
 
 __all__ = ["BERG", "default_berg_dir"]
-
-BERG_DIR_ENV = "BERG_DIR"
-
-
-def default_berg_dir() -> Path:
-    """``$BERG_DIR`` if set, else the platform's user data directory for berg."""
-    if os.environ.get(BERG_DIR_ENV):
-        return Path(os.environ[BERG_DIR_ENV]).expanduser()
-    from platformdirs import user_data_dir
-
-    return Path(user_data_dir("berg", appauthor=False))
 
 
 class BERG:
@@ -149,7 +138,7 @@ class BERG:
         info["parameters"] = describe_parameters(card, schema)
         info["parameters_by_function"] = parameters_by_function(info["parameters"])
         if print_format:
-            from berg_core.cli import format_card
+            from berg_core.render import format_card
 
             print(format_card(info))
         return info
@@ -294,7 +283,7 @@ class BERG:
     ) -> tuple[ModelEntry, LoadRequest]:
         entry, card = self._resolve(model_id)
         model_id = card.model_id
-        subject = _check_subject(card, subject)
+        subject = card.check_subject(subject)
         device = require_device(device)
         options = validate_options(card.options, options, model_id)
         if selection is not None and not isinstance(selection, Mapping):
@@ -392,7 +381,7 @@ class BERG:
                 f"it takes model_id and subject"
             )
         entry, card = self._resolve(model_id)
-        subject = _check_subject(card, subject)
+        subject = card.check_subject(subject)
         return load_metadata(entry, card, self.berg_dir, subject)
 
 
@@ -406,29 +395,3 @@ def load_metadata(
 
     loader = resolve_import_path(entry.metadata_loader, f"metadata loader of {card.model_id}")
     return in_memory(loader(card, berg_dir, subject))
-
-
-def _check_subject(card: ModelCard, subject: Any) -> Any:
-    valid = card.subjects
-    shown = ", ".join(str(s) for s in valid)
-    if not valid:
-        if subject is not None:
-            raise InvalidParameterError(
-                f"subject = {describe_value(subject)}: {card.model_id} takes no subject"
-            )
-        return None
-    if subject is None:
-        raise InvalidParameterError(f"subject is required for {card.model_id}; valid: {shown}")
-    try:  # a numpy scalar or 0-d array (numpy, torch) stands for its value
-        candidate = scalar_value(subject)
-    except ValueError as exc:
-        raise InvalidParameterError(
-            f"subject = {describe_value(subject)} is not a subject of {card.model_id}: {exc}; "
-            f"give one subject, one of {shown}"
-        ) from None
-    for value in valid:  # the type first: True is not 1, 1.0 is not 1, '1' is not 1
-        if type(candidate) is type(value) and candidate == value:
-            return value
-    raise InvalidParameterError(
-        f"subject = {describe_value(subject)} is not a subject of {card.model_id}; valid: {shown}"
-    )

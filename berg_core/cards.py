@@ -21,6 +21,9 @@ from pydantic import (
     field_validator,
 )
 
+from berg_core.arguments import scalar_value
+from berg_core.errors import InvalidParameterError, describe_value
+
 __all__ = [
     "Dim",
     "EncodeOptions",
@@ -317,6 +320,52 @@ class ModelCard(BaseModel):
     def option_names(self) -> tuple[str, ...]:
         """The keyword options the model accepts."""
         return tuple(self.options.model_fields)
+
+    def check_subject(self, subject: Any) -> int | str | None:
+        """Return the subject of this model that *subject* stands for.
+
+        Parameters
+        ----------
+        subject : int, str or None
+            A value of :attr:`subjects` (a numpy scalar or 0-d array stands for its value; the
+            type must match: ``True`` is not ``1``, ``"1"`` is not ``1``), or ``None`` when the
+            model takes no subject.
+
+        Returns
+        -------
+        int, str or None
+            The matching entry of :attr:`subjects` (``None`` for a model without subjects).
+
+        Raises
+        ------
+        InvalidParameterError
+            A subject missing, given to a model that takes none, or not one of :attr:`subjects`
+            (the message lists the valid ones).
+        """
+        valid = self.subjects
+        shown = ", ".join(str(s) for s in valid)
+        if not valid:
+            if subject is not None:
+                raise InvalidParameterError(
+                    f"subject = {describe_value(subject)}: {self.model_id} takes no subject"
+                )
+            return None
+        if subject is None:
+            raise InvalidParameterError(f"subject is required for {self.model_id}; valid: {shown}")
+        try:  # a numpy scalar or 0-d array (numpy, torch) stands for its value
+            candidate = scalar_value(subject)
+        except ValueError as exc:
+            raise InvalidParameterError(
+                f"subject = {describe_value(subject)} is not a subject of {self.model_id}: {exc}; "
+                f"give one subject, one of {shown}"
+            ) from None
+        for value in valid:  # the type first: True is not 1, 1.0 is not 1, '1' is not 1
+            if type(candidate) is type(value) and candidate == value:
+                return value
+        raise InvalidParameterError(
+            f"subject = {describe_value(subject)} is not a subject of {self.model_id}; "
+            f"valid: {shown}"
+        )
 
     def files_for(self, subject: int | str | None) -> list[str]:
         """Return the paths (relative to ``berg_dir``) this model reads for *subject*."""

@@ -16,7 +16,6 @@ import json
 import os
 import re
 import sys
-import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from berg_core.errors import BergError, InvalidParameterError, StimulusError, describe_value
+from berg_core.render import format_card
 
 __all__ = ["UsageError", "format_card", "main"]
 
@@ -36,42 +36,6 @@ _INTEGER = re.compile(r"[+-]?[0-9]{1,18}", re.ASCII)
 class UsageError(InvalidParameterError):
     """A command-line option has a value the command cannot use (exit status 2, as every
     :class:`~berg_core.errors.InvalidParameterError`)."""
-
-
-def format_card(info: dict[str, Any]) -> str:
-    """Render a card dict (from :meth:`BERG.describe`) as text."""
-    width = 88
-    title = f"Model: {info['model_id']}   ({info.get('distribution', '')})"
-    lines = ["=" * width, title, "=" * width]
-    for label, key in (
-        ("Modality", "modality"),
-        ("Training dataset", "training_dataset"),
-        ("Species", "species"),
-        ("Stimuli", "stimuli"),
-        ("Model type", "model_type"),
-        ("Creator", "creator"),
-    ):
-        if info.get(key):
-            lines.append(f"{label + ':':<18}{info[key]}")
-    if info.get("subjects"):
-        lines.append(f"{'Subjects:':<18}{', '.join(str(s) for s in info['subjects'])}")
-    lines.append(f"{'Outputs:':<18}{', '.join(info['outputs'])}")
-    if info.get("selection_keys"):
-        required = " (required)" if info.get("selection_required") else ""
-        lines.append(f"{'Selection keys:':<18}{', '.join(info['selection_keys'])}{required}")
-    if info.get("options"):
-        lines.append(f"{'Options:':<18}{', '.join(info['options'])}")
-    for title, key in (("Description", "description"), ("Output", "output_description")):
-        if info.get(key):
-            lines += ["", f"{title}:", *textwrap.wrap(info[key], width)]
-    if info.get("files"):
-        lines += ["", "Files under berg_dir (per subject):", *(f"  {f}" for f in info["files"])]
-    if info.get("performance"):
-        lines += ["", "Performance:", *textwrap.wrap(info["performance"], width)]
-    if info.get("references"):
-        lines += ["", "References:", *(f"  {k}: {v}" for k, v in info["references"].items())]
-    lines += ["", "Example:", textwrap.indent(info["example_usage"], "  ")]
-    return "\n".join(lines)
 
 
 def _parser() -> argparse.ArgumentParser:

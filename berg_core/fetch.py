@@ -74,6 +74,7 @@ from urllib.parse import quote, urljoin, urlsplit
 
 from berg_core.atomic import PART_SUFFIX, fsync_path
 from berg_core.errors import InvalidParameterError, ModelLoadError
+from berg_core.locations import default_berg_dir
 
 if TYPE_CHECKING:
     import urllib3
@@ -197,11 +198,10 @@ def model_keys(model_id: str, subject: int | str | None = None) -> list[str]:
     ModelNotFoundError, InvalidParameterError
         Unknown model, or a subject the model does not have.
     """
-    from berg_core.api import _check_subject
     from berg_core.registry import get_registry
 
     _, card = get_registry().resolve(model_id)
-    subject = _check_subject(card, subject)
+    subject = card.check_subject(subject)
     return [check_key(key) for key in card.files_for(subject)]
 
 
@@ -223,7 +223,7 @@ def fetch_model(
     subject : int or str, optional
         One of the model's subjects (required when it has subjects).
     berg_dir : str or Path, optional
-        Destination; defaults to :func:`berg_core.api.default_berg_dir`.
+        Destination; defaults to :func:`berg_core.locations.default_berg_dir`.
     base_url : str, optional
         Mirror to download from (default ``$BERG_BASE_URL``, else the public bucket).
     show_progress : bool
@@ -236,8 +236,6 @@ def fetch_model(
     list of Path
         The model's files under *berg_dir*, all present; empty when its card lists none.
     """
-    from berg_core.api import default_berg_dir
-
     keys = model_keys(model_id, subject)
     root = Path(berg_dir).expanduser() if berg_dir is not None else default_berg_dir()
     return fetch_files(keys, root, base_url=base_url, show_progress=show_progress, **options)
