@@ -91,8 +91,9 @@ def encode_to_hdf5(
             dataset.attrs["dims"] = list(dims)
             datasets.append(dataset)
         for name, coords in model.coords().items():
+            units = {dim.name: dim.unit for dim in model.card.output(name).dims}
             for dim, values in coords.items():
-                write_coords(h5, f"coords/{name}/{dim}", values)
+                write_coords(h5, f"coords/{name}/{dim}", values, unit=units.get(dim, ""))
             if len(coords) == 1:  # one-dim outputs: the column indices, as before dims existed
                 h5.create_dataset(
                     f"columns/{name}", data=np.asarray(next(iter(coords.values())), np.int64)
@@ -122,17 +123,22 @@ def _chunks(rows: int, shape: tuple[int, ...]) -> tuple[int, ...] | bool | None:
     return (rows, *shape) if int(np.prod(shape)) <= 65536 else True
 
 
-def write_coords(h5: Any, name: str, values: np.ndarray) -> None:
-    """Store one dim's coordinates: numbers as they are, names as UTF-8 strings."""
+def write_coords(h5: Any, name: str, values: np.ndarray, *, unit: str = "") -> None:
+    """Store one dim's coordinates: numbers as they are, names as UTF-8 strings.
+
+    A non-empty *unit* (``"ms"``) becomes the dataset's ``unit`` attribute.
+    """
     import h5py
 
     values = np.asarray(values)
     if values.dtype.kind in "US" or values.dtype == object:
-        h5.create_dataset(
+        dataset = h5.create_dataset(
             name, data=[str(v) for v in values.tolist()], dtype=h5py.string_dtype("utf-8")
         )
     else:
-        h5.create_dataset(name, data=values)
+        dataset = h5.create_dataset(name, data=values)
+    if unit:
+        dataset.attrs["unit"] = unit
 
 
 def _path_bytes(text: str) -> bytes:

@@ -92,8 +92,8 @@ def test_list_catalog_and_describe(
     toy_plugin: ModuleType, capsys: pytest.CaptureFixture[str]
 ) -> None:
     berg = BERG("/x")
-    assert berg.list_models() == [LINEAR, "toy_family"]
-    assert berg.list_models("toy-*") == [LINEAR]
+    assert berg.list_models() == [LINEAR, "toy-synthetic-timecourse", "toy_family"]
+    assert berg.list_models("toy-*") == [LINEAR, "toy-synthetic-timecourse"]
     assert berg.list_models("nothing*") == []
     assert berg.get_model_catalog() == {"toy": ["Synthetic", "Synthetic family"]}
     assert capsys.readouterr().out == ""

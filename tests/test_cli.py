@@ -55,7 +55,7 @@ def test_plugins(run: Run, toy_plugin: ModuleType) -> None:
     status, out, _ = run("plugins")
     assert status == 0
     lines = out.splitlines()
-    assert lines[0].split() == ["testplugin", "(in-process)", "[testplugin]", "2", "models"]
+    assert lines[0].split() == ["testplugin", "(in-process)", "[testplugin]", "3", "models"]
     assert "    toy-synthetic-linear" in lines
     assert "    toy_family (a family: berg list --expand toy_family)" in lines
 
@@ -100,7 +100,7 @@ def test_pickled_npy_stimulus_is_a_stimulus_error(
 
 
 def test_list(run: Run, toy_plugin: ModuleType) -> None:
-    assert run("list") == (0, "toy-synthetic-linear\ntoy_family\n", "")
+    assert run("list") == (0, "toy-synthetic-linear\ntoy-synthetic-timecourse\ntoy_family\n", "")
     assert run("list", "toy_*") == (0, "toy_family\n", "")
     assert run("list", "linear") == (0, "toy-synthetic-linear\n", "")
     assert run("list", "nothing") == (0, "", "")
@@ -109,7 +109,10 @@ def test_list(run: Run, toy_plugin: ModuleType) -> None:
 def test_list_expand(run: Run, toy_plugin: ModuleType) -> None:
     status, out, _ = run("list", "--expand", "toy_family")
     assert status == 0
-    assert out.split() == [LINEAR, "toy_family-alpha", "toy_family-beta", "toy_family-gamma"]
+    assert out.split() == [
+        LINEAR, "toy-synthetic-timecourse",
+        "toy_family-alpha", "toy_family-beta", "toy_family-gamma",
+    ]  # fmt: skip
     assert run("list", "*alpha", "--expand", "toy_family") == (0, "toy_family-alpha\n", "")
     status, out, err = run("list", "--expand", "nope")
     assert (status, out) == (1, "")
@@ -140,7 +143,7 @@ def test_unknown_model_is_an_error(run: Run, toy_plugin: ModuleType, tmp_path: P
     np.save(stimulus, np.zeros((2, 3, 4, 4), dtype=np.uint8))
     out = tmp_path / "x.h5"
     status, _, err = run("encode", "toy-synthetic-linaer", "--stimulus", stimulus, "--out", out)
-    assert status == 1 and "Did you mean: toy-synthetic-linear?" in err
+    assert status == 1 and "Did you mean: toy-synthetic-linear, toy-synthetic-timecourse?" in err
     assert not out.exists()
 
 

@@ -49,14 +49,14 @@ def berg_cli(*argv: str | Path, berg_dir: Path | None = None) -> subprocess.Comp
 
 
 def test_discovered_through_its_entry_point(installed_testplugin: ModuleType) -> None:
-    assert BERG("/x").list_models() == [LINEAR, "toy_family"]
+    assert BERG("/x").list_models() == [LINEAR, "toy-synthetic-timecourse", "toy_family"]
     (info,) = registry.get_registry().plugins
     assert info.name == "testplugin"
     assert info.distribution == "berg-testplugin"
     assert info.version == "0.1.0"
     assert info.error is None
     assert info.module is installed_testplugin
-    assert info.models == [LINEAR, "toy_family"]
+    assert info.models == [LINEAR, "toy-synthetic-timecourse", "toy_family"]
     assert info.families == ["toy_family"]
 
 
@@ -85,10 +85,11 @@ def test_cli_in_a_subprocess(
     result = berg_cli("plugins")
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0].split() == [
-        "berg-testplugin", "0.1.0", "[testplugin]", "2", "models",
+        "berg-testplugin", "0.1.0", "[testplugin]", "3", "models",
     ]  # fmt: skip
     assert berg_cli("list", "--expand", "toy_family").stdout.split() == [
-        LINEAR, "toy_family-alpha", "toy_family-beta", "toy_family-gamma",
+        LINEAR, "toy-synthetic-timecourse",
+        "toy_family-alpha", "toy_family-beta", "toy_family-gamma",
     ]  # fmt: skip
 
     stimulus = tmp_path / "images.npy"

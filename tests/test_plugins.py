@@ -475,11 +475,12 @@ def test_family_lists_as_its_gateway_unless_expanded(
 
     monkeypatch.setattr(berg_testplugin.family, "members", counting_members)
     berg = BERG("/x")
-    assert berg.list_models() == ["toy-synthetic-linear", "toy_family"]
+    assert berg.list_models() == ["toy-synthetic-linear", "toy-synthetic-timecourse", "toy_family"]
     assert calls == []  # the lister may be slow: it runs only when asked to expand
     expanded = berg.list_models(expand=["toy_family"])
     assert expanded == [
         "toy-synthetic-linear",
+        "toy-synthetic-timecourse",
         "toy_family-alpha",
         "toy_family-beta",
         "toy_family-gamma",

@@ -7,6 +7,12 @@ The layout copies the reference toolkit's bucket: every file is a Python dict sa
         encoding_models_weights/weights_subject-01.npy   {"lh_coef": (3, 20), "lh_intercept": (20,),
                                                           "rh_coef": (3, 16), "rh_intercept": (16,)}
         metadata/metadata_subject-01.npy                 {"fmri": {...}, "encoding_models": {...}}
+    berg_dir/encoding_models/modality-toy/train_dataset-synthetic/model-timecourse/
+        metadata/metadata_subject-01.npy                 {"eeg": {"ch_names": [...]}, "subject": 1}
+
+``toy-synthetic-timecourse`` is a time-resolved model (an EEG stand-in): one output
+``responses`` with dims ``(repetition, channel, time)``, channel names read from the subject's
+metadata file, times in ms declared on the card (:func:`timecourse`).
 """
 
 from __future__ import annotations
@@ -24,8 +30,14 @@ __all__ = [
     "ROIS",
     "ROI_ALIASES",
     "SUBJECTS",
+    "TIMECOURSE_CHANNELS",
+    "TIMECOURSE_ID",
+    "TIMECOURSE_METADATA_FILE",
+    "TIMECOURSE_REPETITIONS",
+    "TIMES_MS",
     "WEIGHTS_FILE",
     "roi_indices",
+    "timecourse",
     "write_berg_dir",
 ]
 
@@ -44,6 +56,34 @@ ROI_ALIASES = {"OVWFA": "OWFA"}
 #: Members of the ``toy_family`` gateway, and the columns each member's one output has.
 FAMILY_MEMBERS = ("alpha", "beta", "gamma")
 FAMILY_OUTPUTS = 4
+
+TIMECOURSE_ID = "toy-synthetic-timecourse"
+TIMECOURSE_DIR = "encoding_models/modality-toy/train_dataset-synthetic/model-timecourse"
+TIMECOURSE_METADATA_FILE = TIMECOURSE_DIR + "/metadata/metadata_subject-{subject:02d}.npy"
+#: Repetitions of every trial the time-resolved model predicts.
+TIMECOURSE_REPETITIONS = 2
+#: Channel names of each subject (in its metadata file, as EEG montages differ between labs).
+TIMECOURSE_CHANNELS = {1: ("O1", "Oz", "O2"), 2: ("PO7", "POz", "PO8")}
+#: Time of each sample relative to image onset, in ms.
+TIMES_MS = (-50.0, 0.0, 50.0, 100.0, 150.0)
+
+
+def timecourse(rgb: Any, subject: int, gain: float = 1.0, reference: str = "none") -> Any:
+    """Responses of ``toy-synthetic-timecourse``, ``(B, repetition, channel, time)`` float64.
+
+    ``gain * (r + 1) * rgb[:, c] * (1 + t / 100) + subject / 10`` for repetition ``r``, channel
+    ``c`` (the c-th of red, green, blue mean intensity) and time ``t`` in ms; with
+    ``reference="average"`` the mean over channels is subtracted at every repetition and time.
+    """
+    import numpy as np
+
+    rgb = np.asarray(rgb, dtype=np.float64)
+    repetition = np.arange(1, TIMECOURSE_REPETITIONS + 1, dtype=np.float64)[None, :, None, None]
+    time = 1.0 + np.asarray(TIMES_MS)[None, None, None, :] / 100.0
+    values = gain * repetition * rgb[:, None, :, None] * time + subject / 10.0
+    if reference == "average":
+        values = values - values.mean(axis=2, keepdims=True)
+    return values
 
 
 def roi_indices(subject: int) -> dict[str, dict[str, list[int]]]:
@@ -70,7 +110,7 @@ def roi_indices(subject: int) -> dict[str, dict[str, list[int]]]:
 def write_berg_dir(
     berg_dir: str | Path, subjects: tuple[int, ...] = SUBJECTS, seed: int = 0
 ) -> Path:
-    """Write the toy model's weight and metadata files for *subjects* under *berg_dir*.
+    """Write the toy models' weight and metadata files for *subjects* under *berg_dir*.
 
     Weights are random (from *seed*), saved as pickled dicts exactly as the reference toolkit
     does, so that tests can read them back with ``np.load(..., allow_pickle=True)`` and compute
@@ -104,4 +144,8 @@ def write_berg_dir(
             path = berg_dir / template.format(subject=subject)
             path.parent.mkdir(parents=True, exist_ok=True)
             np.save(path, data)  # type: ignore[arg-type]  # a dict, pickled, as the reference does
+        path = berg_dir / TIMECOURSE_METADATA_FILE.format(subject=subject)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        eeg = {"ch_names": list(TIMECOURSE_CHANNELS[subject]), "times_ms": np.asarray(TIMES_MS)}
+        np.save(path, {"eeg": eeg, "subject": subject})  # type: ignore[arg-type]
     return berg_dir

@@ -1,20 +1,26 @@
 """The module the ``berg`` entry point names: registration only, through all four hooks.
 
-Imports berg-core and this package's light :mod:`berg_testplugin.layout`, nothing else: loaders,
-the selection schema, the metadata loader and the family lister are named by import path and
-imported by berg only when used.
+Imports berg-core, pydantic (for the options model) and this package's light
+:mod:`berg_testplugin.layout`, nothing else: loaders, the selection schemas, the metadata loaders
+and the family lister are named by import path and imported by berg only when used.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from berg_core import EncodeOptions, ModelCard, hookimpl
+from pydantic import Field, PositiveFloat
+
+from berg_core import Dim, EncodeOptions, ModelCard, Output, hookimpl
 from berg_testplugin.layout import (
     HEMISPHERES,
     LINEAR_ID,
     METADATA_FILE,
     SUBJECTS,
+    TIMECOURSE_ID,
+    TIMECOURSE_METADATA_FILE,
+    TIMECOURSE_REPETITIONS,
+    TIMES_MS,
     WEIGHTS_FILE,
 )
 
@@ -41,6 +47,53 @@ LINEAR_CARD = ModelCard(
     performance="Not applicable (synthetic).",
 )
 
+
+class TimecourseOptions(EncodeOptions):
+    """Options of ``toy-synthetic-timecourse`` (``berg encode -o gain=2``)."""
+
+    gain: PositiveFloat = Field(1.0, description="Multiplies every response.")
+
+
+TIMECOURSE_CARD = ModelCard(
+    model_id=TIMECOURSE_ID,
+    modality="toy",
+    training_dataset="Synthetic",
+    species="None (synthetic)",
+    model_type="Time courses of mean RGB intensity",
+    creator="The berg developers",
+    description=(
+        "A time-resolved test model (an EEG stand-in): channel c of repetition r at time t is "
+        "gain * (r + 1) * (mean intensity of colour c) * (1 + t / 100 ms) + subject / 10."
+    ),
+    subjects=SUBJECTS,
+    outputs=(
+        Output(
+            name="responses",
+            dims=(
+                Dim(
+                    name="repetition",
+                    size=TIMECOURSE_REPETITIONS,
+                    description="Repetition of the trial",
+                ),
+                Dim(name="channel", size=3, description="EEG channel (names: subject metadata)"),
+                Dim(
+                    name="time",
+                    size=len(TIMES_MS),
+                    unit="ms",
+                    description="Time from image onset",
+                    coords=TIMES_MS,
+                ),
+            ),
+            description="Simulated EEG responses.",
+        ),
+    ),
+    output_description="(repetition, channel, time) responses of every image.",
+    files=(TIMECOURSE_METADATA_FILE,),
+    options=TimecourseOptions,
+    references={"berg-core tests": "tests/plugins/berg-testplugin"},
+    performance="Not applicable (synthetic).",
+)
+
 FAMILY_CARD = ModelCard(
     model_id=FAMILY_ID,
     modality="toy",
@@ -54,21 +107,24 @@ FAMILY_CARD = ModelCard(
 
 @hookimpl
 def register_models(register: Callable[..., None]) -> None:
-    """Declare the linear model and the family gateway."""
+    """Declare the linear and time-resolved models and the family gateway."""
     register(LINEAR_CARD, "berg_testplugin.model:load")
+    register(TIMECOURSE_CARD, "berg_testplugin.timecourse:load")
     register(FAMILY_CARD, "berg_testplugin.family:load")
 
 
 @hookimpl
 def register_selection_schemas(register: Callable[..., None]) -> None:
-    """Declare the linear model's selection schema (by import path: imported when used)."""
+    """Declare the selection schemas (by import path: imported when used)."""
     register(LINEAR_ID, "berg_testplugin.selection:ToySelection")
+    register(TIMECOURSE_ID, "berg_testplugin.timecourse:TimecourseSelection")
 
 
 @hookimpl
 def register_metadata_loaders(register: Callable[..., None]) -> None:
-    """Declare the linear model's per-subject metadata loader."""
+    """Declare the per-subject metadata loaders."""
     register(LINEAR_ID, "berg_testplugin.model:load_metadata")
+    register(TIMECOURSE_ID, "berg_testplugin.timecourse:load_metadata")
 
 
 @hookimpl
