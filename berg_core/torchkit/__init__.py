@@ -10,11 +10,25 @@ builds their models, so that registering them stays cheap. It provides:
 * :class:`Preprocessor` - the weights' own transform, applied batch by batch on the device;
 * :class:`NodeFeatureExtractor` - flattened outputs of named nodes, concatenated into ``(B, D)``;
 * :class:`LinearReadout` - scaler -> PCA -> float32 -> linear regression(s) in float32 torch;
-* :class:`FeatureReadoutModel` - an :class:`~berg_core.EncodingModel` gluing the three together.
+* :class:`MatrixReadout` - a plain ``(D, n)`` weight matrix and bias per output, the same way;
+* :class:`FeatureReadoutModel` - an :class:`~berg_core.EncodingModel` gluing the three together;
+* :func:`build_readout_model` - the whole "base network + readout" model from a backbone, its
+  nodes, the preprocessing (:class:`ImageTransform` or torchvision weights) and the stored
+  readout arrays (:func:`readout_from_arrays`); :func:`torchvision_backbone` builds the network.
+
+See ``docs/torchkit.md``.
 """
 
 from berg_core.torchkit.backbones import build_seeded, checkpoint_path, load_pretrained
 from berg_core.torchkit.device import empty_device_cache, resolve_device
+from berg_core.torchkit.family import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ImageTransform,
+    build_readout_model,
+    readout_from_arrays,
+    torchvision_backbone,
+)
 from berg_core.torchkit.features import NodeFeatureExtractor
 from berg_core.torchkit.model import DEFAULT_BATCH_SIZE, FeatureReadoutModel, default_batch_size
 from berg_core.torchkit.preprocess import Preprocessor
@@ -23,21 +37,29 @@ from berg_core.torchkit.readout import (
     REGRESSION_KEYS,
     SCALER_KEYS,
     LinearReadout,
+    MatrixReadout,
 )
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
     "PCA_KEYS",
     "REGRESSION_KEYS",
     "SCALER_KEYS",
     "FeatureReadoutModel",
+    "ImageTransform",
     "LinearReadout",
+    "MatrixReadout",
     "NodeFeatureExtractor",
     "Preprocessor",
+    "build_readout_model",
     "build_seeded",
     "checkpoint_path",
     "default_batch_size",
     "empty_device_cache",
     "load_pretrained",
+    "readout_from_arrays",
     "resolve_device",
+    "torchvision_backbone",
 ]

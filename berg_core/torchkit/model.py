@@ -12,7 +12,7 @@ from berg_core.encoder import EncodingModel, LoadRequest
 from berg_core.torchkit.device import empty_device_cache
 from berg_core.torchkit.features import NodeFeatureExtractor
 from berg_core.torchkit.preprocess import Preprocessor
-from berg_core.torchkit.readout import LinearReadout
+from berg_core.torchkit.readout import LinearReadout, MatrixReadout
 
 if TYPE_CHECKING:
     from berg_core.stimulus import Stimulus
@@ -43,7 +43,7 @@ class FeatureReadoutModel(EncodingModel):
         What was asked for; ``request.card.outputs`` must name the readout heads in order.
     preprocessor : Preprocessor
     extractor : NodeFeatureExtractor
-    readout : LinearReadout
+    readout : LinearReadout or MatrixReadout
     device : torch.device
     columns : mapping of str to numpy.ndarray, optional
         For each output, the index of each column in the model's full output space (the
@@ -51,6 +51,10 @@ class FeatureReadoutModel(EncodingModel):
     batch_size : int, optional
         Images per forward pass (default: the ``batch_size`` option of the request, else
         :func:`default_batch_size` of *device*).
+    shapes : mapping of str to tuple of int, optional
+        For outputs with several dims (``("channel", "time")``), their shape after the image
+        axis; its product is the number of readout columns, which are in C order (``channel``
+        major, ``time`` minor). Outputs not named have one dim, of the readout's size.
     """
 
     def __init__(
@@ -59,10 +63,11 @@ class FeatureReadoutModel(EncodingModel):
         *,
         preprocessor: Preprocessor,
         extractor: NodeFeatureExtractor,
-        readout: LinearReadout,
+        readout: LinearReadout | MatrixReadout,
         device: torch.device,
         columns: Mapping[str, np.ndarray] | None = None,
         batch_size: int | None = None,
+        shapes: Mapping[str, tuple[int, ...]] | None = None,
     ) -> None:
         super().__init__(request)
         heads = tuple(readout.heads)
@@ -82,12 +87,30 @@ class FeatureReadoutModel(EncodingModel):
         self.device = device
         self.batch_size = batch_size or request.batch_size or default_batch_size(device)
         sizes = readout.output_sizes()
+        self._shapes = tuple(
+            tuple(int(n) for n in (shapes or {}).get(name, (size,)))
+            for name, size in zip(heads, sizes, strict=True)
+        )
+        for name, size, shape, output in zip(
+            heads, sizes, self._shapes, request.card.outputs, strict=True
+        ):
+            if int(np.prod(shape)) != size or len(shape) != len(output.dims):
+                raise ValueError(
+                    f"output {name!r} has dims {output.dim_names}; shape {shape} does not fit "
+                    f"them and its {size} readout columns"
+                )
         if columns is None:
             columns = {
-                name: np.arange(n, dtype=np.int64) for name, n in zip(heads, sizes, strict=True)
+                name: np.arange(n, dtype=np.int64)
+                for name, n, shape in zip(heads, sizes, self._shapes, strict=True)
+                if len(shape) == 1
             }
         self._columns = {}
-        for name, size in zip(heads, sizes, strict=True):
+        for name, size, shape in zip(heads, sizes, self._shapes, strict=True):
+            if len(shape) != 1:
+                if name in columns:
+                    raise ValueError(f"columns are for one-dim outputs; {name!r} has {shape}")
+                continue
             index = np.asarray(columns[name])
             if index.shape != (size,):
                 raise ValueError(f"columns of {name!r} do not match its {size} readout rows")
@@ -100,8 +123,12 @@ class FeatureReadoutModel(EncodingModel):
         """Number of selected columns of each output."""
         return self._sizes
 
+    def output_shapes(self) -> tuple[tuple[int, ...], ...]:
+        """Shape (after the image axis) of each output: ``(n,)``, or its ``shapes`` entry."""
+        return self._shapes
+
     def column_indices(self) -> dict[str, np.ndarray]:
-        """For each output, the index of every column in the full output space."""
+        """For each one-dim output, the index of every column in the full output space."""
         return {name: index.copy() for name, index in self._columns.items()}
 
     def _responses(

@@ -26,7 +26,14 @@ import torch
 from berg_core.checks import Location, require_array, require_indices, require_mapping
 from berg_core.safe_npy import read_rows
 
-__all__ = ["PCA_KEYS", "REGRESSION_KEYS", "SCALER_KEYS", "USED_KEYS", "LinearReadout"]
+__all__ = [
+    "PCA_KEYS",
+    "REGRESSION_KEYS",
+    "SCALER_KEYS",
+    "USED_KEYS",
+    "LinearReadout",
+    "MatrixReadout",
+]
 
 #: Keys the reference toolkit saves for each scikit-learn object (berg-train writes all of them).
 #: The readout reads only :data:`USED_KEYS`; the others are accepted and ignored.
@@ -264,4 +271,121 @@ class LinearReadout:
         """Drop every tensor (after this the readout cannot run)."""
         empty = torch.empty(0)
         self.scaler_mean = self.scaler_scale = self.pca_mean = self.components = empty
+        self.heads = {}
+
+
+class MatrixReadout:
+    """One plain linear map per named output: ``Y = X @ weight + bias``, float32 on a device.
+
+    The readout for families that store a ready ``(D, n)`` weight matrix (and an ``(n,)`` bias)
+    instead of the reference toolkit's scikit-learn attribute dicts. It has the interface of
+    :class:`LinearReadout` (``heads``, ``feature_dim``, ``output_sizes()``, call, ``release()``),
+    so :class:`~berg_core.torchkit.FeatureReadoutModel` runs either. Build it with
+    :meth:`from_arrays`.
+
+    Parameters
+    ----------
+    heads : dict of str to (torch.Tensor, torch.Tensor)
+        Output name -> (``weight`` ``(D, n)``, ``bias`` ``(n,)``), float32, all with the same D.
+    """
+
+    def __init__(self, heads: Mapping[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
+        self.heads = dict(heads)
+        dims = {int(weight.shape[0]) for weight, _ in self.heads.values()}
+        if len(dims) != 1:
+            raise ValueError(f"every head needs the same number of features, got {sorted(dims)}")
+        self._feature_dim = dims.pop()
+
+    @property
+    def feature_dim(self) -> int:
+        """Number of input features D."""
+        return self._feature_dim
+
+    def output_sizes(self) -> tuple[int, ...]:
+        """Number of columns kept for each output, in head order."""
+        return tuple(int(weight.shape[1]) for weight, _ in self.heads.values())
+
+    @classmethod
+    def from_arrays(
+        cls,
+        arrays: Mapping[str, tuple[Any, Any]],
+        device: torch.device,
+        *,
+        source: str | Location = "readout arrays",
+        feature_dim: int | None = None,
+        n_columns: Mapping[str, int | None] | None = None,
+        columns: Mapping[str, np.ndarray | None] | None = None,
+        keys: Mapping[str, tuple[str, str]] | None = None,
+    ) -> MatrixReadout:
+        """Build the readout from numpy arrays, checking them first.
+
+        Parameters
+        ----------
+        arrays : mapping of str to (array, array)
+            Output name -> (floating-point ``weight`` ``(D, n)``, floating-point ``bias``
+            ``(n,)``), in output order.
+        device : torch.device
+            Where the readout computes.
+        source : str or Location
+            Where the arrays came from, for error messages (a file: its arrays are then named
+            ``weights['<output>_weight']``, or as *keys* says).
+        feature_dim : int, optional
+            The number of features D the backbone gives (checked against ``weight``).
+        n_columns : mapping of str to int or None, optional
+            The number of columns ``weight`` must have for each output.
+        columns : mapping of str to array or None, optional
+            For each output, the columns to keep (integer indices; ``None``: all).
+        keys : mapping of str to (str, str), optional
+            For messages: the keys of each output's weight and bias in the source (default
+            ``<output>_weight`` and ``<output>_bias``).
+
+        Returns
+        -------
+        MatrixReadout
+
+        Raises
+        ------
+        ModelLoadError
+            An array that is not floating-point, of the wrong shape, or with non-finite bias
+            values; the message names the source and the output.
+        """
+        root = source if isinstance(source, Location) else Location(source, "weights")
+        heads = {}
+        for name, (weight, bias) in arrays.items():
+            weight_key, bias_key = (keys or {}).get(name, (f"{name}_weight", f"{name}_bias"))
+            size = None if n_columns is None else n_columns.get(name)
+            weight = require_array(
+                weight, root[weight_key], kind="floating", shape=(feature_dim, size)
+            )
+            bias = _finite_vector(bias, root[bias_key], weight.shape[1])
+            keep = None if columns is None else columns.get(name)
+            if keep is not None:
+                keep = require_indices(
+                    keep, Location("the selection", f"columns of {name!r}"), size=weight.shape[1]
+                )
+                weight, bias = weight[:, keep], bias[keep]
+            heads[name] = (_tensor(_float32(weight), device), _tensor(_float32(bias), device))
+        return cls(heads)
+
+    def __call__(
+        self, features: torch.Tensor, out: Sequence[torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, ...]:
+        """Responses for a ``(B, D)`` float32 feature matrix: one ``(B, n)`` tensor per output.
+
+        *out*, when given, holds one ``(B, n)`` float32 tensor per output to write into.
+        """
+        if features.shape[-1] != self.feature_dim:
+            raise ValueError(
+                f"features have {features.shape[-1]} columns; the readout expects "
+                f"{self.feature_dim}"
+            )
+        heads = self.heads.values()
+        if out is None:
+            return tuple(torch.addmm(bias, features, weight) for weight, bias in heads)
+        for target, (weight, bias) in zip(out, heads, strict=True):
+            torch.addmm(bias, features, weight, out=target)
+        return tuple(out)
+
+    def release(self) -> None:
+        """Drop every tensor (after this the readout cannot run)."""
         self.heads = {}
