@@ -1,0 +1,259 @@
+"""Test kit for berg plugins: files in the reference layout, random torchvision weights, contract.
+
+Import the helpers in a plugin's ``conftest.py`` or tests::
+
+    from berg_core.testing import check_model, torch_home_fixture, write_npy_dict
+
+    torch_home = torch_home_fixture("AlexNet_Weights.IMAGENET1K_V1")   # a session fixture
+
+or enable the module as a pytest plugin (``pytest_plugins = ["berg_core.testing"]`` in the
+top-level ``conftest.py``) for the fixtures ``write_npy_dict``, ``berg_images`` and
+``only_plugin``. Nothing here downloads anything, and importing this module imports no torch
+(:func:`make_torch_home` imports it when called).
+
+* :func:`write_npy_dict` writes a dict as the reference toolkit saves its model files (a pickled
+  ``.npy``) at a path under ``berg_dir``;
+* :func:`make_torch_home` / :func:`torch_home_fixture` put random weights for torchvision
+  backbones in a ``TORCH_HOME`` under their real file names, so that ``load_pretrained`` finds
+  them offline; the fixture sets ``TORCH_HOME`` for the session and restores it;
+* :func:`check_model` runs the contract checks ``berg check`` runs
+  (:func:`berg_core.check.contract_results`) and fails the test with every problem found;
+* :func:`only_plugin` rebuilds the registry with one plugin only (and restores it).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from berg_core.check import CheckResult, contract_results, default_images, isolated_registry
+
+__all__ = [
+    "check_model",
+    "make_torch_home",
+    "only_plugin",
+    "torch_home_fixture",
+    "use_torch_home",
+    "write_npy_dict",
+]
+
+#: Weight files already written this session: (weights name, seed) -> path (reused by link).
+_WRITTEN: dict[tuple[str, int], Path] = {}
+
+
+def write_npy_dict(berg_dir: str | Path, relative_path: str, data: Mapping[str, Any]) -> Path:
+    """Write *data* at ``berg_dir / relative_path`` as the reference toolkit does (``np.save``).
+
+    Parameters
+    ----------
+    berg_dir : path
+        The root of the model files (created if missing).
+    relative_path : str
+        The file's path under ``berg_dir`` (a card's ``files_for(subject)`` entry).
+    data : mapping
+        Arrays, numbers, strings and nested dicts of them (what ``safe_npy`` reads back).
+
+    Returns
+    -------
+    pathlib.Path
+        The file written.
+    """
+    if not isinstance(data, Mapping):
+        raise TypeError(f"write_npy_dict: data must be a mapping, got {type(data).__name__}")
+    path = Path(berg_dir) / relative_path
+    if path.suffix != ".npy":
+        raise ValueError(f"write_npy_dict: {relative_path!r} must end in .npy (np.save adds it)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, dict(data), allow_pickle=True)
+    return path
+
+
+def _resolve_weights(spec: Any) -> tuple[Callable[..., Any], Any]:
+    """``(builder, weights)`` from a torchvision Weights member, its name, or a pair."""
+    import torchvision
+
+    if isinstance(spec, tuple):
+        builder, weights = spec
+        return builder, weights
+    weights = torchvision.models.get_weight(spec) if isinstance(spec, str) else spec
+    for name in torchvision.models.list_models():
+        if torchvision.models.get_model_weights(name) is type(weights):
+            return torchvision.models.get_model_builder(name), weights
+    raise ValueError(f"no torchvision model builder takes the weights {weights}")
+
+
+def make_torch_home(root: str | Path, weights: Sequence[Any], *, seed: int = 7) -> Path:
+    """Fill ``root/hub/checkpoints`` with random weights for each of *weights*.
+
+    Each file holds ``builder(weights=None).state_dict()`` built right after
+    ``torch.manual_seed(seed)`` (the caller's random state is restored), saved under the real
+    file name of the weights' URL, where torchvision's cache (``$TORCH_HOME``) looks for it.
+
+    Parameters
+    ----------
+    root : path
+        The folder to use as ``TORCH_HOME``.
+    weights : sequence
+        torchvision ``Weights`` members (``AlexNet_Weights.IMAGENET1K_V1``), their names
+        (``"AlexNet_Weights.IMAGENET1K_V1"``), or ``(builder, weights)`` pairs.
+    seed : int
+        Seed of every network's random initialisation.
+
+    Returns
+    -------
+    pathlib.Path
+        *root*.
+    """
+    import torch
+
+    root = Path(root)
+    checkpoints = root / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    for spec in weights:
+        builder, member = _resolve_weights(spec)
+        target = checkpoints / os.path.basename(str(member.url).split("?", 1)[0])
+        key = (f"{builder.__module__}.{builder.__name__}:{member}", seed)
+        if target.exists():
+            continue
+        known = _WRITTEN.get(key)
+        if known is not None and known.is_file():
+            try:
+                os.link(known, target)  # the same random weights, without building them again
+                continue
+            except OSError:  # another file system: build them
+                pass
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            state = builder(weights=None).state_dict()
+        torch.save(state, target)
+        _WRITTEN[key] = target
+    return root
+
+
+@contextmanager
+def use_torch_home(path: str | Path) -> Iterator[Path]:
+    """Set ``TORCH_HOME`` to *path* inside the block, then restore what it was."""
+    previous = os.environ.get("TORCH_HOME")
+    os.environ["TORCH_HOME"] = str(path)
+    try:
+        yield Path(path)
+    finally:
+        if previous is None:
+            os.environ.pop("TORCH_HOME", None)
+        else:
+            os.environ["TORCH_HOME"] = previous
+
+
+def torch_home_fixture(*weights: Any, seed: int = 7, scope: str = "session") -> Any:
+    """A pytest fixture: a ``TORCH_HOME`` with random *weights*, set while it is in use.
+
+    Assign it in a ``conftest.py`` (each conftest gets a fixture of its own)::
+
+        torch_home = torch_home_fixture("ViT_B_32_Weights.IMAGENET1K_V1")
+
+    Parameters
+    ----------
+    *weights
+        As for :func:`make_torch_home`.
+    seed : int
+        Seed of the random initialisation.
+    scope : str
+        The fixture's pytest scope.
+
+    Returns
+    -------
+    fixture
+        Yields the ``TORCH_HOME`` path; ``TORCH_HOME`` is set until the fixture's teardown.
+    """
+
+    @pytest.fixture(scope=scope)
+    def torch_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+        home = make_torch_home(tmp_path_factory.mktemp("torch_home"), weights, seed=seed)
+        with use_torch_home(home):
+            yield home
+
+    return torch_home
+
+
+@contextmanager
+def only_plugin(plugin: Any, name: str | None = None) -> Iterator[Any]:
+    """The registry with only *plugin*: a module (loaded in-process) or a distribution name.
+
+    Yields the registry; the previous registry and ``BERG_LOAD_PLUGINS`` are restored after.
+    """
+    if isinstance(plugin, str):
+        with isolated_registry(distribution=plugin) as registry:
+            yield registry
+    else:
+        label = name or getattr(plugin, "__name__", "plugin")
+        with isolated_registry(modules={label: plugin}) as registry:
+            yield registry
+
+
+def check_model(
+    berg: Any,
+    model_id: str,
+    *,
+    subject: int | str | None = None,
+    images: Any = None,
+    selection: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> list[CheckResult]:
+    """Assert that *model_id* keeps berg's output contract (what ``berg check`` verifies).
+
+    Loads the model through *berg*, encodes *images* (default: three random 48 x 48 images)
+    and checks shapes against ``model.shapes()``, ``float32``, dims and coordinates against the
+    card, finite values, determinism, batch-size independence and ``metadata["output"]``.
+
+    Parameters
+    ----------
+    berg : berg_core.BERG
+    model_id, subject, selection
+        What to load.
+    images : optional
+        What to encode.
+    **options
+        Keyword options of ``get_encoding_model``.
+
+    Returns
+    -------
+    list of CheckResult
+        Every check (all passed).
+
+    Raises
+    ------
+    AssertionError
+        Listing every failed check.
+    """
+    results = contract_results(
+        berg, model_id, subject=subject, selection=selection, options=options, images=images
+    )
+    failed = [r.line for r in results if r.status == "FAIL"]
+    if failed:
+        raise AssertionError("berg contract broken:\n" + "\n".join(failed))
+    return results
+
+
+# -- fixtures of the pytest plugin (pytest_plugins = ["berg_core.testing"]) ------------------------
+@pytest.fixture(name="write_npy_dict")
+def _write_npy_dict_fixture() -> Callable[..., Path]:
+    """:func:`write_npy_dict`, as a fixture."""
+    return write_npy_dict
+
+
+@pytest.fixture
+def berg_images() -> np.ndarray:
+    """Three random ``uint8`` images ``(3, 3, 48, 48)``, the same on every run."""
+    return default_images()
+
+
+@pytest.fixture(name="only_plugin")
+def _only_plugin_fixture() -> Callable[..., Any]:
+    """:func:`only_plugin`, as a fixture (a context manager)."""
+    return only_plugin
