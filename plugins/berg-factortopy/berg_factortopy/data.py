@@ -23,14 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from berg_nsd.fsaverage import HEMISPHERES
 
 from berg_core import InvalidParameterError
 from berg_core.stimulus import Stimulus, as_stimulus
 from berg_factortopy.sphere import FSAVERAGE_VERTICES, read_sphere, sphere_paths
 
 __all__ = ["HEMISPHERES", "TrainingData", "vertex_coords"]
-
-HEMISPHERES = ("lh", "rh")
 
 
 def _vertices(value: Any, hemi: str, columns: int, source: str) -> np.ndarray:

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 from berg_nsd.cards import CARDS as NSD_CARDS
-from berg_nsd.cards import N_VERTICES, model_dir
+from berg_nsd.fsaverage import N_VERTICES, model_dir
 
 from berg_core import InvalidParameterError, ModelCard, ModelLoadError
 
@@ -189,7 +189,7 @@ def subject_metadata(
         ``{"fmri": {...}, "encoding_models": {"lh_r2_val", "rh_r2_val": (163842,) float32, NaN
         at untrained vertices; "lh_vertices", "rh_vertices": trained vertices}}``
     """
-    from berg_nsd.files import load_metadata as nsd_metadata
+    from berg_nsd.fsaverage import load_metadata as nsd_metadata
 
     try:
         fmri = nsd_metadata(NSD_METADATA_CARD, Path(berg_dir), subject)["fmri"]

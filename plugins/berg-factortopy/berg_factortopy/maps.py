@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from berg_nsd.fsaverage import N_VERTICES
 
 from berg_core import InvalidParameterError
 from berg_factortopy.checkpoint import Checkpoint, load_checkpoint
@@ -261,6 +262,6 @@ def write_maps(
 
 
 def _full(values: np.ndarray, vertices: np.ndarray) -> np.ndarray:
-    full = np.full(163_842, np.nan, dtype=np.float32)
+    full = np.full(N_VERTICES, np.nan, dtype=np.float32)
     full[vertices] = values
     return full

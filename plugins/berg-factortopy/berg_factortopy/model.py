@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from berg_nsd.files import file_path, load_metadata, roi_tables
+from berg_nsd.fsaverage import file_path, load_metadata, roi_tables
 from berg_nsd.selection import NSDSelection
 
 from berg_core import EncodingModel, InvalidParameterError, LoadRequest, OutputWriter

@@ -17,13 +17,14 @@ import os
 from pathlib import Path
 
 import numpy as np
+from berg_nsd.fsaverage import N_VERTICES
 
 from berg_core import InvalidParameterError
 
 __all__ = ["FSAVERAGE_VERTICES", "icosphere", "read_sphere", "sphere_paths", "write_sphere"]
 
 #: Vertices per hemisphere of fsaverage (icosahedron subdivided 7 times).
-FSAVERAGE_VERTICES = 163_842
+FSAVERAGE_VERTICES = N_VERTICES
 
 
 def sphere_paths(folder: str | os.PathLike[str]) -> dict[str, Path]:

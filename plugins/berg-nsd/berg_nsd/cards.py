@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from berg_core import EncodeOptions, ModelCard
+from berg_nsd.fsaverage import METADATA_FILE, N_VERTICES, WEIGHTS_FILE, model_dir
 
 __all__ = [
     "ALEXNET_NODES",
@@ -17,8 +18,6 @@ __all__ = [
     "model_dir",
 ]
 
-#: Vertices per hemisphere of FreeSurfer's fsaverage surface.
-N_VERTICES = 163_842
 #: Public S3 bucket of the reference toolkit's files (AWS Open Data, no account needed).
 BUCKET = "brain-encoding-response-generator"
 #: Seed of torch's CPU generator right before building the untrained AlexNet (reference value).
@@ -104,11 +103,6 @@ SPECS: dict[str, BackboneSpec] = {
         channels_last=False,
     ),
 }
-
-
-def model_dir(folder: str) -> str:
-    """The model's folder relative to ``berg_dir``."""
-    return f"encoding_models/modality-fmri/train_dataset-nsd_fsaverage/model-{folder}"
 
 
 _DATA = (
@@ -197,8 +191,8 @@ def _card(model_id: str, spec: BackboneSpec) -> ModelCard:
         outputs=("lh", "rh"),
         output_description=_OUTPUT,
         files=(
-            f"{folder}/encoding_models_weights/weights_subject-{{subject:02d}}.npy",
-            f"{folder}/metadata/metadata_subject-{{subject:02d}}.npy",
+            f"{folder}/{WEIGHTS_FILE}",
+            f"{folder}/{METADATA_FILE}",
         ),
         options=EncodeOptions,
         references={**_REFERENCES, **_BACKBONE_REFERENCES[backbone]},

@@ -11,11 +11,12 @@ import numpy as np
 from berg_core import InvalidParameterError
 from berg_core.atomic import atomic_outputs
 from berg_core.output import scatter_columns
+from berg_nsd.fsaverage import N_VERTICES
 
 __all__ = ["FSAVERAGE_VERTICES", "WRITE_ID_KEY", "check_gifti_pair", "gifti_paths", "write_gifti"]
 
-#: Vertices per hemisphere of fsaverage (ico7).
-FSAVERAGE_VERTICES = 163_842
+#: Vertices per hemisphere of fsaverage (ico7), :data:`berg_nsd.fsaverage.N_VERTICES`.
+FSAVERAGE_VERTICES = N_VERTICES
 #: GIFTI metadata key holding an id shared by the two files of one write (one per hemisphere).
 WRITE_ID_KEY = "berg_write_id"
 _SUFFIX = ".func.gii"

@@ -11,47 +11,9 @@ from pydantic import BeforeValidator, model_validator
 from berg_core import InvalidParameterError, SelectionSchema
 from berg_core.checks import Location, require_indices
 from berg_core.schemas import binary_mask, one_of
-from berg_nsd.cards import N_VERTICES
+from berg_nsd.fsaverage import N_VERTICES, ROI_ALIASES, ROIS
 
 __all__ = ["ROIS", "ROI_ALIASES", "NSDSelection"]
-
-#: ROI names of the metadata files (``metadata['fmri']['{lh,rh}_fsaverage_rois']``).
-ROIS = (
-    "V1v",
-    "V1d",
-    "V2v",
-    "V2d",
-    "V3v",
-    "V3d",
-    "hV4",
-    "EBA",
-    "FBA-1",
-    "FBA-2",
-    "mTL-bodies",
-    "OFA",
-    "FFA-1",
-    "FFA-2",
-    "mTL-faces",
-    "aTL-faces",
-    "OPA",
-    "PPA",
-    "RSC",
-    "OWFA",
-    "VWFA-1",
-    "VWFA-2",
-    "mfs-words",
-    "mTL-words",
-    "early",
-    "midventral",
-    "midlateral",
-    "midparietal",
-    "ventral",
-    "lateral",
-    "parietal",
-    "nsdgeneral",
-)
-#: Spellings accepted for compatibility: the reference card lists "OVWFA" for "OWFA".
-ROI_ALIASES = {"OVWFA": "OWFA"}
 
 
 def _optional(annotated: Any) -> Any:

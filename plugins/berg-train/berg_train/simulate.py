@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from berg_nsd.fsaverage import N_VERTICES, ROI_ATLASES
 
 from berg_train.datasets.base import SIMULATED_MARKER
 
@@ -42,27 +43,9 @@ __all__ = [
 ]
 
 #: The ROI names of each NSD fsaverage atlas, in colour-table order (value 1, 2, ...).
-NSD_ROI_ATLASES = {
-    "prf-visualrois": ("V1v", "V1d", "V2v", "V2d", "V3v", "V3d", "hV4"),
-    "floc-bodies": ("EBA", "FBA-1", "FBA-2", "mTL-bodies"),
-    "floc-faces": ("OFA", "FFA-1", "FFA-2", "mTL-faces", "aTL-faces"),
-    "floc-places": ("OPA", "PPA", "RSC"),
-    "floc-words": ("OWFA", "VWFA-1", "VWFA-2", "mfs-words", "mTL-words"),
-    "streams": (
-        "early",
-        "midventral",
-        "midlateral",
-        "midparietal",
-        "ventral",
-        "lateral",
-        "parietal",
-    ),
-    "nsdgeneral": ("nsdgeneral",),
-}
+NSD_ROI_ATLASES = ROI_ATLASES
 #: ROIs left empty in the simulation (the real atlases have empty ROIs too).
 _EMPTY_ROIS = ("mTL-bodies", "mTL-words")
-
-N_VERTICES = 163_842
 
 
 @dataclass

@@ -5,18 +5,59 @@ from __future__ import annotations
 import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 
 from berg_train.features import ImageSource
 
-__all__ = ["SIMULATED_MARKER", "TargetBlock", "TrainingDataset", "is_simulated", "zscore_rows"]
+__all__ = [
+    "SIMULATED_MARKER",
+    "TargetBlock",
+    "TrainingDataset",
+    "card_layout",
+    "is_simulated",
+    "zscore_rows",
+]
 
 #: A file of this name at a dataset's root marks it as simulated (written by
 #: :mod:`berg_train.simulate`); everything trained on it is labelled SIMULATED.
 SIMULATED_MARKER = "SIMULATED_DATA.txt"
+
+
+def card_layout(card: Any, subject: int, model: str) -> dict[str, PurePosixPath]:
+    """Where a trained model *model* keeps the per-subject files a published *card* declares.
+
+    A card's files lie in its model's folder, ``.../model-<name>/<kind>/<file>``
+    (``card.files_for(subject)``); a model trained under the name *model* gets the same files,
+    named the same way, in ``.../model-<model>/``. The names are read from the card, never
+    repeated here.
+
+    Parameters
+    ----------
+    card : berg_core.ModelCard
+        The published model's card (NSD or THINGS), whose files are all in one model folder.
+    subject : int
+        The subject.
+    model : str
+        The trained model's folder name (``model-<model>``).
+
+    Returns
+    -------
+    dict of str to PurePosixPath
+        ``"dir"``: the model's folder relative to ``berg_dir``; and for each card file its kind
+        (the sub-folder: ``"encoding_models_weights"``, ``"metadata"``) -> its path relative to
+        ``berg_dir``.
+    """
+    keys = [PurePosixPath(key) for key in card.files_for(subject)]
+    folders = {key.parent.parent for key in keys}
+    if len(folders) != 1:  # pragma: no cover - a card of this repository's plugins
+        raise RuntimeError(f"{card.model_id}: files in several model folders: {sorted(folders)}")
+    folder = folders.pop().parent / f"model-{model}"
+    layout = {"dir": folder}
+    layout.update({key.parent.name: folder / key.parent.name / key.name for key in keys})
+    return layout
 
 
 def is_simulated(root: Path) -> bool:

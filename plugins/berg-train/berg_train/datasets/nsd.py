@@ -30,12 +30,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from berg_nsd.cards import CARDS
+from berg_nsd.fsaverage import HEMISPHERES, N_VERTICES, ROI_ATLASES
 
 from berg_core import InvalidParameterError
 from berg_train.datasets.base import (
     TargetBlock,
     TrainingDataset,
     array_digest,
+    card_layout,
     is_simulated,
     zscore_rows,
 )
@@ -51,22 +54,12 @@ __all__ = [
     "read_ctab",
 ]
 
-N_VERTICES = 163_842
 EXPDESIGN = "nsddata/experiments/nsd/nsd_expdesign.mat"
 STIMULI = "nsddata_stimuli/stimuli/nsd/nsd_stimuli.hdf5"
 LABEL_DIR = "nsddata/freesurfer/fsaverage/label"
-#: ROI atlases whose labels make the metadata's ROI dicts (``nsdgeneral`` is optional).
-ATLASES = (
-    "prf-visualrois",
-    "floc-bodies",
-    "floc-faces",
-    "floc-places",
-    "floc-words",
-    "streams",
-    "nsdgeneral",
-)
+#: ROI atlases whose labels make the metadata's ROI dicts (``nsdgeneral``, the last, is optional).
+ATLASES = tuple(ROI_ATLASES)
 _REQUIRED_ATLASES = ATLASES[:-1]
-HEMISPHERES = ("lh", "rh")
 _SESSION = re.compile(r"^lh\.betas_session(\d+)\.mgh$")
 
 
@@ -357,21 +350,21 @@ class NSDDataset(TrainingDataset):
             "partition": array_digest(self.train_ids, self.val_ids, self.test_ids, self.trial_ids),
         }
 
+    def _layout(self, model: str) -> dict[str, Any]:
+        """The files of the published NSD cards, moved to ``model-<model>``."""
+        return card_layout(next(iter(CARDS.values())), self.subject, model)
+
     def model_dir(self, berg_dir: Path, model: str) -> Path:
         """``encoding_models/modality-fmri/train_dataset-nsd_fsaverage/model-<model>``."""
-        from berg_nsd.cards import model_dir
-
-        return Path(berg_dir) / model_dir(model)
+        return Path(berg_dir) / self._layout(model)["dir"]
 
     def weights_path(self, berg_dir: Path, model: str) -> Path:
-        """``.../encoding_models_weights/weights_subject-SS.npy``."""
-        name = f"weights_subject-{self.subject:02d}.npy"
-        return self.model_dir(berg_dir, model) / "encoding_models_weights" / name
+        """``.../encoding_models_weights/weights_subject-SS.npy`` (as the NSD cards name it)."""
+        return Path(berg_dir) / self._layout(model)["encoding_models_weights"]
 
     def metadata_path(self, berg_dir: Path, model: str) -> Path:
-        """``.../metadata/metadata_subject-SS.npy``."""
-        name = f"metadata_subject-{self.subject:02d}.npy"
-        return self.model_dir(berg_dir, model) / "metadata" / name
+        """``.../metadata/metadata_subject-SS.npy`` (as the NSD cards name it)."""
+        return Path(berg_dir) / self._layout(model)["metadata"]
 
     def figure_path(self, berg_dir: Path, model: str) -> Path:
         """``.../encoding_models_accuracy/accuracy_subject-SS.png``."""

@@ -27,12 +27,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from berg_things.card import CARD
 
 from berg_core import InvalidParameterError
 from berg_train.datasets.base import (
     TargetBlock,
     TrainingDataset,
     array_digest,
+    card_layout,
     is_simulated,
     zscore_rows,
 )
@@ -281,23 +283,21 @@ class ThingsDataset(TrainingDataset):
             "images": str(self.images.root.resolve()),
         }
 
+    def _layout(self, model: str) -> dict[str, Any]:
+        """The files of the published THINGS card, moved to ``model-<model>``."""
+        return card_layout(CARD, self.subject, model)
+
     def model_dir(self, berg_dir: Path, model: str) -> Path:
         """``encoding_models/modality-fmri/train_dataset-things_fmri_1/model-<model>``."""
-        return (
-            Path(berg_dir)
-            / "encoding_models/modality-fmri/train_dataset-things_fmri_1"
-            / f"model-{model}"
-        )
+        return Path(berg_dir) / self._layout(model)["dir"]
 
     def weights_path(self, berg_dir: Path, model: str) -> Path:
-        """``.../encoding_models_weights/weights_sub-0S.npy``."""
-        name = f"weights_sub-{self.subject:02d}.npy"
-        return self.model_dir(berg_dir, model) / "encoding_models_weights" / name
+        """``.../encoding_models_weights/weights_sub-0S.npy`` (as the THINGS card names it)."""
+        return Path(berg_dir) / self._layout(model)["encoding_models_weights"]
 
     def metadata_path(self, berg_dir: Path, model: str) -> Path:
-        """``.../metadata/metadata_sub-0S.npy``."""
-        name = f"metadata_sub-{self.subject:02d}.npy"
-        return self.model_dir(berg_dir, model) / "metadata" / name
+        """``.../metadata/metadata_sub-0S.npy`` (as the THINGS card names it)."""
+        return Path(berg_dir) / self._layout(model)["metadata"]
 
     def figure_path(self, berg_dir: Path, model: str) -> Path:
         """``.../encoding_models_accuracy/accuracy_sub-0S.png``."""
