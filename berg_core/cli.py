@@ -126,6 +126,29 @@ def _parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="say what would be downloaded, download nothing"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars or messages")
+
+    p = sub.add_parser(
+        "check",
+        help="check that a plugin keeps berg's contract (exit 0: all checks pass)",
+        description="Load one plugin alone and check its hooks, cards, options, import paths and "
+        "light registration; encode a few images through its berg_check_fixture (or the models "
+        "of --berg-dir) and check shapes, dtypes, dims, finiteness, determinism and metadata.",
+    )
+    p.add_argument("target", help="an installed distribution (berg-nsd) or a module (pkg.plugin)")
+    p.add_argument(
+        "--berg-dir", default=argparse.SUPPRESS, help="model files to encode with (no fixture)"
+    )
+    p.add_argument("--model", help="with --berg-dir: only this model id")
+    p.add_argument("--subject", help="with --model: the subject")
+
+    p = sub.add_parser(
+        "new-plugin",
+        help="start a model family: a renamed copy of the plugin template",
+        description="Copy plugins/_template into DIR/berg-NAME with the distribution, package, "
+        "entry point and model ids renamed; it installs and passes `berg check` as it stands.",
+    )
+    p.add_argument("name", help="family name: lower-case words joined by - or _ (things-eeg2)")
+    p.add_argument("--dir", type=_path, default=Path("."), help="where to create it (default: .)")
     _add_plugin_commands(sub, common)
     return parser
 
@@ -432,6 +455,33 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_check(args: argparse.Namespace) -> int:
+    from berg_core.check import check_plugin
+
+    if (args.model or args.subject) and args.berg_dir is None:
+        raise UsageError("--model and --subject need --berg-dir")
+    if args.subject and not args.model:
+        raise UsageError("--subject needs --model")
+    fixture = None
+    if args.model:
+        fixture = {"berg_dir": args.berg_dir, "model_id": args.model}
+        fixture["subject"] = _subject(args.subject)
+    report = check_plugin(args.target, berg_dir=args.berg_dir, fixture=fixture)
+    print("\n".join(report.lines))
+    return 0 if report.ok else 1
+
+
+def _cmd_new_plugin(args: argparse.Namespace) -> int:
+    from berg_core.scaffold import new_plugin
+
+    target = new_plugin(args.name, args.dir)
+    print(
+        f"created {target}\nnext: pip install -e {target}; berg check {target.name}; "
+        f"python -m pytest {target / 'tests'}"
+    )
+    return 0
+
+
 _COMMANDS = {
     "plugins": _cmd_plugins,
     "list": _cmd_list,
@@ -439,6 +489,8 @@ _COMMANDS = {
     "metadata": _cmd_metadata,
     "encode": _cmd_encode,
     "fetch": _cmd_fetch,
+    "check": _cmd_check,
+    "new-plugin": _cmd_new_plugin,
 }
 
 

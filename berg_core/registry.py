@@ -117,7 +117,16 @@ class CommandEntry:
 
 
 #: Commands of the core itself; plugins cannot take these names.
-BUILTIN_COMMANDS = ("plugins", "list", "describe", "metadata", "encode", "fetch")
+BUILTIN_COMMANDS = (
+    "plugins",
+    "list",
+    "describe",
+    "metadata",
+    "encode",
+    "fetch",
+    "check",
+    "new-plugin",
+)
 
 
 class Registry:

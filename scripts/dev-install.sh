@@ -7,9 +7,9 @@
 # torch==2.14.1 and torchvision==0.29.1 first (pinned, so no other plugin's requirement can pull
 # in another build), then, editable, in one pip call: berg-core with its `test` extra, every
 # plugin under plugins/ that has a pyproject.toml (except plugins/berg-brainscore, which needs an
-# environment of its own), and the test plugin tests/plugins/berg-testplugin. Finally runs
-# `berg plugins`, `berg list` and `berg demo` (a simulated subject trained and encoded end to end,
-# offline, about 2 minutes).
+# environment of its own, and folders starting with "_", such as the copy-me plugins/_template),
+# and the test plugin tests/plugins/berg-testplugin. Finally runs `berg plugins`, `berg list` and
+# `berg demo` (a simulated subject trained and encoded end to end, offline, about 2 minutes).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -46,6 +46,9 @@ packages=(-e ".[test]")
 for dir in plugins/*/; do
     dir="${dir%/}"
     [ -f "$dir/pyproject.toml" ] || continue
+    case "$(basename "$dir")" in
+        _*) echo "== skipping $dir (a template, not a family)"; continue ;;
+    esac
     if [ "$(basename "$dir")" = "berg-brainscore" ]; then
         echo "== skipping $dir (it needs its own environment)"
         continue
