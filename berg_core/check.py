@@ -436,10 +436,13 @@ def contract_results(
                 f"{name} {shape}" for name, shape in zip(model.output_names, got, strict=True)
             ),
         )
-        dtypes = [str(a.dtype) for a in arrays]
+        dtypes = [str(a.dtype) for a in arrays] + _yielded_dtypes(model, images)
         report.add(
             f"{label}: float32",
-            None if set(dtypes) == {"float32"} else f"dtypes {dtypes}; every output is float32",
+            None
+            if set(dtypes) == {"float32"}
+            else f"encode_batches yields {dtypes[n_outputs:]}, encode returns "
+            f"{dtypes[:n_outputs]}; every output is float32",
         )
         bad = [
             f"{name}: {int(np.size(a) - np.isfinite(a).sum())} non-finite values"
@@ -460,6 +463,17 @@ def contract_results(
         report.add(f"{label}: batching", _batching_problems(arrays, single_arrays))
         report.add(f"{label}: metadata", _metadata_problems(model, metadata))
     return report.results
+
+
+def _yielded_dtypes(model: Any, images: Any) -> list[str]:
+    """The dtypes of the first batch ``encode_batches`` yields (the core casts them silently)."""
+    from berg_core.stimulus import as_stimulus
+
+    batches = model.encode_batches(as_stimulus(images))
+    try:
+        return [str(np.asarray(values).dtype) for values in next(iter(batches))]
+    finally:
+        getattr(batches, "close", lambda: None)()
 
 
 def _as_tuple(responses: Any, n_outputs: int) -> tuple[np.ndarray, ...] | None:
@@ -492,19 +506,23 @@ def _dims_problems(model: Any, selection: Mapping[str, Any] | None) -> list[str]
     card = model.card
     try:
         shapes = model.output_shapes()
-        coords = model.output_coords()
     except Exception as exc:
-        return [f"output_shapes()/output_coords() failed: {_one_line(exc)}"]
+        return [f"output_shapes() failed: {_one_line(exc)}"]
     if len(shapes) != len(card.outputs):
         return [f"output_shapes() gives {len(shapes)} outputs; the card has {len(card.outputs)}"]
     for output, shape in zip(card.outputs, shapes, strict=True):
-        names = output.dim_names
-        if len(shape) != len(names):
+        if len(shape) != len(output.dims):
             problems.append(
-                f"output {output.name!r} has dims {names} in the card, but output_shapes() gives "
-                f"{tuple(shape)}"
+                f"output {output.name!r} has dims {output.dim_names} in the card, but "
+                f"output_shapes() gives {tuple(shape)}"
             )
-            continue
+    if problems:
+        return problems
+    try:
+        coords = model.output_coords()
+    except Exception as exc:
+        return [f"output_coords() failed: {_one_line(exc)}"]
+    for output, shape in zip(card.outputs, shapes, strict=True):
         for dim, size in zip(output.dims, shape, strict=True):
             if dim.size is not None and not selection and size != dim.size:
                 problems.append(
@@ -639,7 +657,7 @@ def check_plugin(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with isolated_registry(found.distribution, modules) as registry:
-            _check_loaded(report, registry, list(caught), found)
+            _check_loaded(report, registry, list(caught), found, modules)
             if not report.ok:
                 return report
             if heavy_probe:
@@ -684,16 +702,24 @@ def check_plugin(
     return report
 
 
-def _check_loaded(report: CheckReport, registry: Any, caught: list[Any], found: _Target) -> None:
+def _check_loaded(
+    report: CheckReport,
+    registry: Any,
+    caught: list[Any],
+    found: _Target,
+    modules: Mapping[str, object],
+) -> None:
     infos = registry.plugins
     if not infos:
         report.add("load", f"{found.label} declares no entry point in the 'berg' group")
         return
     errors = [f"[{i.name}] {i.error}" for i in infos if i.error]
+    if errors:  # say which function is at fault when the module itself imported
+        errors += [p for module in modules.values() for p in _hook_problems(module)]
     if not report.add("load", errors, ", ".join(f"[{i.name}]" for i in infos)):
         return
-    modules = [i.module for i in infos if i.module is not None]
-    problems = [p for module in modules for p in _hook_problems(module)]
+    loaded = [i.module for i in infos if i.module is not None]
+    problems = [p for module in loaded for p in _hook_problems(module)]
     n_models = sum(len(i.models) for i in infos) + len(registry.conflicts)
     n_commands = len(registry.commands)
     if n_models == 0 and n_commands == 0 and not problems:
