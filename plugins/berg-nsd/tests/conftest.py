@@ -6,7 +6,6 @@ Session-scoped so that each backbone is built, and each berg_dir written, once p
 from __future__ import annotations
 
 import importlib.metadata
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +32,7 @@ from nsd_reference import (
 )
 
 from berg_core import BERG, registry
+from berg_core.testing import torch_home_fixture
 
 
 def _installed() -> bool:
@@ -99,27 +99,10 @@ def untrained(berg_dir: Path, calibration: np.ndarray) -> Model:
     return _write(berg_dir, UNTRAINED, "alexnet_untrained", pipeline, calibration, k=16, seed=10)
 
 
-@pytest.fixture(scope="session")
-def torch_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A torchvision cache holding random AlexNet and ViT-B/32 weights under their real names."""
-    home = tmp_path_factory.mktemp("torch_home")
-    checkpoints = home / "hub" / "checkpoints"
-    checkpoints.mkdir(parents=True)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(7)
-        for builder, weights in (
-            (torchvision.models.alexnet, torchvision.models.AlexNet_Weights.IMAGENET1K_V1),
-            (torchvision.models.vit_b_32, torchvision.models.ViT_B_32_Weights.IMAGENET1K_V1),
-        ):
-            name = os.path.basename(weights.url)
-            torch.save(builder(weights=None).state_dict(), checkpoints / name)
-    previous = os.environ.get("TORCH_HOME")
-    os.environ["TORCH_HOME"] = str(home)
-    yield home
-    if previous is None:
-        os.environ.pop("TORCH_HOME", None)
-    else:
-        os.environ["TORCH_HOME"] = previous
+#: A TORCH_HOME holding random AlexNet and ViT-B/32 weights under their real names (set while used).
+torch_home = torch_home_fixture(
+    "AlexNet_Weights.IMAGENET1K_V1", "ViT_B_32_Weights.IMAGENET1K_V1", seed=7
+)
 
 
 def _pretrained(builder: Any, weights: Any) -> Any:

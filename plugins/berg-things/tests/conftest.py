@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from berg_things.card import METADATA_FILE, N_VOXELS, ROIS, WEIGHTS_FILE
 
+from berg_core.testing import torch_home_fixture
+
 N_COMPONENTS = 12
 N_FEATURES = 460_800
 SUBJECT = 1
@@ -90,21 +92,8 @@ def berg_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def torch_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A TORCH_HOME whose cache holds random ViT-B/32 weights under torchvision's file name."""
-    import torch
-    import torchvision
-
-    home = tmp_path_factory.mktemp("torch_home")
-    weights = torchvision.models.ViT_B_32_Weights.IMAGENET1K_V1
-    target = home / "hub" / "checkpoints" / Path(weights.url).name
-    target.parent.mkdir(parents=True)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(7)
-        model = torchvision.models.vit_b_32(weights=None)
-    torch.save(model.state_dict(), target)
-    return home
+#: A TORCH_HOME whose cache holds random ViT-B/32 weights under torchvision's file name.
+torch_home = torch_home_fixture("ViT_B_32_Weights.IMAGENET1K_V1", seed=7)
 
 
 @pytest.fixture
