@@ -408,7 +408,7 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 
     berg = _berg(args)
     subject = _subject(args.subject)
-    keys = fetch.model_keys(args.model_id, subject)
+    keys = fetch.model_files(args.model_id, subject)
     about = args.model_id + ("" if subject is None else f", subject {subject}")
     if not keys:
         print(
@@ -416,17 +416,22 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
             f"or gets what it needs itself)"
         )
         return 0
-    base_url = fetch.resolve_base_url(args.base_url)
+    base_url = args.base_url  # a mirror named here serves every file (fetch.source_url)
+    sources = dict.fromkeys(fetch.source_url(key, base_url) for key in keys)
     statuses = fetch.inspect_files(keys, berg.berg_dir, base_url, remote=args.list)
     todo = [s for s in statuses if not s.present]
     if args.list:
-        size = fetch.format_size(fetch.total_size(s.remote_size for s in statuses))
-        need = fetch.format_size(fetch.total_size(s.remote_size for s in todo))
+
+        def remote(s: Any) -> int | None:  # the server's size, else the card's
+            return s.remote_size if s.remote_size is not None else s.size
+
+        size = fetch.format_size(fetch.total_size(remote(s) for s in statuses))
+        need = fetch.format_size(fetch.total_size(remote(s) for s in todo))
         print(f"{about}: {len(keys)} file(s), {size}; {len(todo)} to download ({need})")
-        print(f"from {base_url}\ninto {berg.berg_dir}")
+        print(f"from {', '.join(sources)}\ninto {berg.berg_dir}")
         for s in statuses:
             state = "present" if s.present else "partial" if s.partial_size else "missing"
-            shown = s.remote_size if s.remote_size is not None else s.local_size
+            shown = remote(s) if remote(s) is not None else s.local_size
             note = ""
             if s.present and None not in (s.local_size, s.remote_size):
                 if s.local_size != s.remote_size:
@@ -435,7 +440,10 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
                 note = f"  ({fetch.format_size(s.partial_size)} downloaded, will resume)"
             if s.error:
                 note += f"  [{s.error}]"
-            print(f"  {state:<8}{fetch.format_size(shown):>11}  {s.key}{note}")
+            check = "sha256" if s.sha256 else "-"  # a checksum declared by the card
+            if len(sources) > 1:
+                note += f"  (from {s.url})"
+            print(f"  {state:<8}{fetch.format_size(shown):>11}  {check:<7}{s.key}{note}")
         return 0
     if args.dry_run:
         if not todo:

@@ -73,6 +73,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urljoin, urlsplit
 
 from berg_core.atomic import PART_SUFFIX, fsync_path
+from berg_core.cards import ResolvedFile
 from berg_core.errors import InvalidParameterError, ModelLoadError
 from berg_core.locations import default_berg_dir
 
@@ -88,8 +89,10 @@ __all__ = [
     "fetch_model",
     "format_size",
     "inspect_files",
+    "model_files",
     "model_keys",
     "resolve_base_url",
+    "source_url",
     "total_size",
     "url_for",
 ]
@@ -124,13 +127,15 @@ class ServerUnreachableError(ModelLoadError):
 
 
 # -- keys, URLs, sizes ------------------------------------------------------------------------
-def resolve_base_url(base_url: str | None = None) -> str:
+def resolve_base_url(base_url: str | None = None, *, source: str = "base_url") -> str:
     """Return the base URL to fetch from, ending with ``/``.
 
     Parameters
     ----------
     base_url : str, optional
         Explicit mirror; else ``$BERG_BASE_URL``; else :data:`DEFAULT_BASE_URL`.
+    source : str
+        What *base_url* is, for error messages.
 
     Raises
     ------
@@ -138,14 +143,14 @@ def resolve_base_url(base_url: str | None = None) -> str:
         The URL is not ``http(s)://host/...``.
     """
     url = base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
+    source = source if base_url else BASE_URL_ENV
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        source = "base_url" if base_url else BASE_URL_ENV
         raise InvalidParameterError(
             f"{source} = {url!r} is not valid; expected an http(s) URL such as {DEFAULT_BASE_URL}"
         )
     if parts.query or parts.fragment:
-        raise InvalidParameterError(f"base URL {url!r} must not have a query or fragment")
+        raise InvalidParameterError(f"{source} = {url!r} must not have a query or fragment")
     return url if url.endswith("/") else url + "/"
 
 
@@ -205,6 +210,42 @@ def model_keys(model_id: str, subject: int | str | None = None) -> list[str]:
     return [check_key(key) for key in card.files_for(subject)]
 
 
+def model_files(model_id: str, subject: int | str | None = None) -> list[ResolvedFile]:
+    """The files model *model_id* reads for *subject*, with their sources and declared checks.
+
+    Raises
+    ------
+    ModelNotFoundError, InvalidParameterError
+        Unknown model, or a subject the model does not have.
+    """
+    from berg_core.registry import get_registry
+
+    _, card = get_registry().resolve(model_id)
+    files = card.resolved_files(card.check_subject(subject))
+    for file in files:
+        check_key(file.key)
+    return files
+
+
+def source_url(file: str | ResolvedFile, base_url: str | None = None) -> str:
+    """The base URL *file* is downloaded from, ending with ``/``.
+
+    A mirror named explicitly (*base_url*, ``berg fetch --base-url``) serves every file. Otherwise
+    a file whose card names its own server (:attr:`FileSpec.base_url`) comes from there, and the
+    others from ``$BERG_BASE_URL`` if set, else the reference bucket (:data:`DEFAULT_BASE_URL`):
+    the environment's mirror stands in for the reference bucket only.
+
+    Raises
+    ------
+    InvalidParameterError
+        The URL is not ``http(s)://host/...``.
+    """
+    own = file.base_url if isinstance(file, ResolvedFile) else None
+    if base_url is None and own:
+        return resolve_base_url(own, source=f"base_url of {file.key!r} in its model card")
+    return resolve_base_url(base_url)
+
+
 def fetch_model(
     model_id: str,
     subject: int | str | None = None,
@@ -225,7 +266,8 @@ def fetch_model(
     berg_dir : str or Path, optional
         Destination; defaults to :func:`berg_core.locations.default_berg_dir`.
     base_url : str, optional
-        Mirror to download from (default ``$BERG_BASE_URL``, else the public bucket).
+        Mirror to download every file from; by default each file comes from its card's own
+        server, else ``$BERG_BASE_URL``, else the public bucket (:func:`source_url`).
     show_progress : bool
         Show a progress bar (bytes) per file.
     **options
@@ -236,9 +278,9 @@ def fetch_model(
     list of Path
         The model's files under *berg_dir*, all present; empty when its card lists none.
     """
-    keys = model_keys(model_id, subject)
+    files = model_files(model_id, subject)
     root = Path(berg_dir).expanduser() if berg_dir is not None else default_berg_dir()
-    return fetch_files(keys, root, base_url=base_url, show_progress=show_progress, **options)
+    return fetch_files(files, root, base_url=base_url, show_progress=show_progress, **options)
 
 
 # -- status -----------------------------------------------------------------------------------
@@ -266,6 +308,10 @@ class FileStatus:
         The server's ETag, if asked and given.
     error : str or None
         Why the server could not be asked, if it could not.
+    size : int or None
+        The size the model's card declares, if any.
+    sha256 : str or None
+        The SHA-256 the model's card declares, if any (verified when downloading).
     """
 
     key: str
@@ -277,10 +323,12 @@ class FileStatus:
     remote_size: int | None = None
     etag: str | None = None
     error: str | None = None
+    size: int | None = None
+    sha256: str | None = None
 
 
 def inspect_files(
-    keys: Iterable[str],
+    keys: Iterable[str | ResolvedFile],
     berg_dir: str | os.PathLike[str],
     base_url: str | None = None,
     *,
@@ -293,16 +341,16 @@ def inspect_files(
 
     Parameters
     ----------
-    keys : iterable of str
-        Paths relative to *berg_dir*.
+    keys : iterable of str or ResolvedFile
+        Paths relative to *berg_dir*, or the files of a model (:func:`model_files`).
     berg_dir : str or Path
         Root folder.
     base_url : str, optional
-        See :func:`resolve_base_url`.
+        A mirror for every file; see :func:`source_url`.
     remote : bool
         Send a ``HEAD`` request per file for its size and ETag. Failures are reported in
-        :attr:`FileStatus.error`, not raised; once the server is unreachable the remaining
-        files are not asked.
+        :attr:`FileStatus.error`, not raised; once a server is unreachable the remaining
+        files on it are not asked.
     retries, backoff, timeout
         See :func:`fetch_files`.
 
@@ -312,12 +360,18 @@ def inspect_files(
         In the order of *keys*.
     """
     root = Path(berg_dir).expanduser()
-    base = resolve_base_url(base_url)
-    http = _pool_manager(base, timeout) if remote else None
-    unreachable: str | None = None
+    files = [_as_file(item) for item in keys]
+    bases = [source_url(file, base_url) for file in files]
+    pools: dict[str, Any] = {}  # one per server (the proxy depends on the host)
+    unreachable: set[str] = set()  # servers not asked again
     statuses = []
     try:
-        for key in keys:
+        for file, base in zip(files, bases, strict=True):
+            origin = _origin_text(base)
+            if remote and origin not in pools:
+                pools[origin] = _pool_manager(base, timeout)
+            http = pools.get(origin)
+            key = file.key
             url = url_for(key, base)
             path = root / key
             present = path.is_file()
@@ -329,20 +383,22 @@ def inspect_files(
                 "present": present,
                 "local_size": path.stat().st_size if present else None,
                 "partial_size": part.stat().st_size if part.is_file() and not present else 0,
+                "size": file.size,
+                "sha256": file.sha256,
             }
-            if http is not None and unreachable is not None:
-                status["error"] = f"not asked: {unreachable}"
+            if http is not None and origin in unreachable:
+                status["error"] = "not asked: server unreachable"
             elif http is not None:
                 try:
                     response = _with_retries(
-                        lambda url=url, key=key: _send(http, "HEAD", url, key, {}),
+                        lambda url=url, key=key, http=http: _send(http, "HEAD", url, key, {}),
                         key,
                         url,
                         retries,
                         backoff,
                     )
                 except ServerUnreachableError as exc:
-                    unreachable = "server unreachable"
+                    unreachable.add(origin)
                     status["error"] = str(exc)
                 except ModelLoadError as exc:
                     status["error"] = str(exc)
@@ -356,14 +412,14 @@ def inspect_files(
                         response.release_conn()
             statuses.append(FileStatus(**status))
     finally:
-        if http is not None:
-            http.clear()
+        for pool in pools.values():
+            pool.clear()
     return statuses
 
 
 # -- downloading ------------------------------------------------------------------------------
 def fetch_files(
-    keys: Iterable[str],
+    keys: Iterable[str | ResolvedFile],
     berg_dir: str | os.PathLike[str],
     base_url: str | None = None,
     show_progress: bool = True,
@@ -377,13 +433,15 @@ def fetch_files(
 
     Parameters
     ----------
-    keys : iterable of str
-        Object keys, which are also the paths relative to *berg_dir* (posix separators).
+    keys : iterable of str or ResolvedFile
+        Object keys, which are also the paths relative to *berg_dir* (posix separators), or a
+        model's files (:func:`model_files`: key, own server, declared size and SHA-256).
     berg_dir : str or Path
         Destination root; created if needed.
     base_url : str, optional
-        Mirror to download from: default ``$BERG_BASE_URL``, else :data:`DEFAULT_BASE_URL`. The
-        URL of a key is ``base_url + key``.
+        Mirror to download every file from. By default a file whose card names its own server
+        comes from there, the others from ``$BERG_BASE_URL``, else :data:`DEFAULT_BASE_URL`
+        (:func:`source_url`). The URL of a key is ``base + key``.
     show_progress : bool
         Show a progress bar (bytes) per file, and say when waiting for another process.
     retries : int
@@ -411,54 +469,70 @@ def fetch_files(
         *berg_dir* exists and is not a directory.
     ModelLoadError
         A file could not be downloaded (server unreachable, HTTP 404/403, retries exhausted), did
-        not match the server's size or checksum, could not be verified (no size and no MD5
-        known), came encoded or from a redirect to another server, or could not be written (a
-        directory in the way, unwritable folder, not enough disk space). The message names the
-        key and the URL or path. What was downloaded before a network failure is kept in
-        ``<name>.part`` and resumed by the next call, unless it was found corrupt or cannot be
-        resumed safely.
+        not match the card's or the server's size or checksum (SHA-256 declared by the card,
+        MD5 ETag), could not be verified (no size and no checksum known), came encoded or from
+        a redirect to another server, or could not be written (a directory in the way,
+        unwritable folder, not enough disk space). The message names the key and the URL or
+        path. What was downloaded before a network failure is kept in ``<name>.part`` and
+        resumed by the next call, unless it was found corrupt or cannot be resumed safely.
     """
-    keys = [check_key(key) for key in keys]
+    files = [_as_file(item) for item in keys]
     if retries < 0 or backoff < 0 or timeout <= 0:
         raise InvalidParameterError(
             f"retries >= 0, backoff >= 0 and timeout > 0 are required; got retries={retries}, "
             f"backoff={backoff}, timeout={timeout}"
         )
     root = Path(berg_dir).expanduser()
-    base = resolve_base_url(base_url)
+    bases = [source_url(file, base_url) for file in files]
     _check_berg_dir(root)
-    targets = [root / key for key in keys]
+    targets = [root / file.key for file in files]
     missing = [
-        (key, target) for key, target in zip(keys, targets, strict=True) if not target.is_file()
+        (file, base, target)
+        for file, base, target in zip(files, bases, targets, strict=True)
+        if not target.is_file()
     ]
     if not missing:
-        log.debug("all %d file(s) present under %s", len(keys), root)
+        log.debug("all %d file(s) present under %s", len(files), root)
         return targets
-    for key, target in missing:  # before any download: a path berg cannot write is an error now
-        _check_target(root, key, target)
-    http = _pool_manager(base, timeout)
+    for file, _, target in missing:  # before any download: a path berg cannot write is an error
+        _check_target(root, file.key, target)
+    pools: dict[str, Any] = {}  # one per server (the proxy depends on the host)
     try:
-        for number, (key, target) in enumerate(missing, 1):
+        for number, (file, base, target) in enumerate(missing, 1):
+            origin = _origin_text(base)
+            if origin not in pools:
+                pools[origin] = _pool_manager(base, timeout)
             job = _Job(
-                http=http,
-                key=key,
-                url=url_for(key, base),
+                http=pools[origin],
+                key=file.key,
+                url=url_for(file.key, base),
                 target=target,
                 label=f"[{number}/{len(missing)}] {target.name}",
                 retries=retries,
                 backoff=backoff,
                 show_progress=show_progress,
                 verify_etag=verify_etag,
+                size=file.size,
+                sha256=file.sha256,
             )
             try:
                 _fetch_locked(job)
             except OSError as exc:  # network errors are handled inside: this is the local disk
                 raise ModelLoadError(
-                    f"cannot save {key!r} under berg_dir {str(root)!r}: {_os_reason(exc)}"
+                    f"cannot save {file.key!r} under berg_dir {str(root)!r}: {_os_reason(exc)}"
                 ) from None
     finally:
-        http.clear()
+        for pool in pools.values():
+            pool.clear()
     return targets
+
+
+def _as_file(item: str | ResolvedFile) -> ResolvedFile:
+    """*item* as a :class:`ResolvedFile` (a plain key declares nothing), its key checked."""
+    if isinstance(item, ResolvedFile):
+        check_key(item.key)
+        return item
+    return ResolvedFile(key=check_key(item))
 
 
 def _check_berg_dir(root: Path) -> None:
@@ -503,6 +577,8 @@ class _Job:
     backoff: float
     show_progress: bool
     verify_etag: bool
+    size: int | None = None  # declared by the card
+    sha256: str | None = None  # declared by the card
 
 
 @dataclass(frozen=True)
@@ -647,7 +723,7 @@ def _attempt(
     try:
         offset, total, etag = _start_body(job, response, offset, state, remote, part, state_file)
         if progress.hasher is None or progress.hashed != offset:
-            progress.hasher = _hash_prefix(part, offset, etag, job.verify_etag)
+            progress.hasher = _hash_prefix(part, offset, etag, job.verify_etag, job.sha256)
             progress.hashed = offset
         if progress.bar is None:
             progress.bar = tqdm(
@@ -777,6 +853,7 @@ def _start_body(
                 f"the object changed on the server (size {state['size']} -> {total})"
             )
         etag = etag or saved
+        total = _declared_size(job, total)
         _check_verifiable(job, total, etag)
         if total is not None:
             _check_space(job, part, total - offset)
@@ -788,7 +865,7 @@ def _start_body(
                 f"{job.key}: {job.url} announces {length} bytes in its GET response but "
                 f"{remote.size} in its HEAD response; refusing a server that contradicts itself"
             )
-        total = remote.size if remote.size is not None else length
+        total = _declared_size(job, remote.size if remote.size is not None else length)
         _check_verifiable(job, total, etag)
         if total is not None:
             _check_space(job, part, total)
@@ -810,9 +887,25 @@ def _start_body(
     return offset, total, etag
 
 
+def _declared_size(job: _Job, total: int | None) -> int | None:
+    """The object's size: the server's, which must match the card's when both are known."""
+    if job.size is None:
+        return total
+    if total is not None and total != job.size:
+        raise _CorruptDownloadError(
+            f"{job.key}: its model card declares {job.size} bytes but {job.url} has {total}; "
+            f"nothing was kept. The card or the server is out of date: tell the model's "
+            f"maintainers, or use a mirror with the right file (--base-url)."
+        )
+    return job.size
+
+
 def _check_verifiable(job: _Job, total: int | None, etag: str | None) -> None:
-    """Refuse a download whose completeness could not be checked: no size and no checksum."""
-    if total is None and (not job.verify_etag or _md5_of_etag(etag) is None):
+    """Refuse a download whose completeness could not be checked: no size and no checksum.
+
+    A SHA-256 declared by the card is a checksum (the server need give neither size nor MD5).
+    """
+    if job.sha256 is None and total is None and (not job.verify_etag or _md5_of_etag(etag) is None):
         checksum = (
             "checksums are off (verify_etag=False)"
             if not job.verify_etag
@@ -861,11 +954,31 @@ def _copy_body(response: Any, out: Any, hasher: Any, bar: Any, limit: int | None
         bar.update(len(chunk))
 
 
-def _hash_prefix(part: Path, offset: int, etag: str | None, verify: bool) -> Any:
-    """A running MD5 primed with the first *offset* bytes of *part*, or None if not needed."""
-    if not verify or _md5_of_etag(etag) is None:
+class _Digests:
+    """The running checksums of one download: MD5 (a plain-MD5 ETag), SHA-256 (the card's)."""
+
+    def __init__(self, md5: bool, sha256: bool) -> None:
+        self.md5 = hashlib.md5(usedforsecurity=False) if md5 else None
+        self.sha256 = hashlib.sha256() if sha256 else None
+
+    def update(self, data: bytes) -> None:
+        for hasher in (self.md5, self.sha256):
+            if hasher is not None:
+                hasher.update(data)
+
+
+def _hash_prefix(
+    part: Path, offset: int, etag: str | None, verify: bool, sha256: str | None = None
+) -> _Digests | None:
+    """Running checksums primed with the first *offset* bytes of *part*, or None if none needed.
+
+    MD5 when *verify* and the ETag is a plain MD5; SHA-256 when the card declares one (so a
+    resumed download is verified over its resumed bytes too).
+    """
+    md5 = verify and _md5_of_etag(etag) is not None
+    if not md5 and not sha256:
         return None
-    hasher = hashlib.md5(usedforsecurity=False)
+    hasher = _Digests(md5, bool(sha256))
     if offset:
         with open(part, "rb") as source:
             _hash_next(hasher, source, offset)
@@ -895,19 +1008,32 @@ def _md5_of_etag(etag: str | None) -> str | None:
 def _verify(job: _Job, size: int, total: int | None, etag: str | None, hasher: Any) -> None:
     """Check a complete transfer's size and MD5; raise :class:`_CorruptDownloadError` on a mismatch.
 
-    :func:`_check_verifiable` made sure at least one of the two is known.
+    :func:`_check_verifiable` made sure at least one of the two is known. A SHA-256 declared
+    by the card is checked first.
     """
     if total is not None and size != total:
+        announced = "its model card declares" if job.size is not None else "the server announced"
         raise _CorruptDownloadError(
-            f"{job.key}: received {size} bytes from {job.url} but the server announced {total}; "
+            f"{job.key}: received {size} bytes from {job.url} but {announced} {total}; "
             f"the download was deleted. Run the fetch again."
         )
+    if job.sha256 is not None:
+        found = hasher.sha256.hexdigest()
+        if found != job.sha256:
+            raise _CorruptDownloadError(
+                f"{job.key}: the data downloaded from {job.url} has SHA-256 {found}, but its "
+                f"model card declares {job.sha256}; the download was deleted. Run the fetch "
+                f"again; if this repeats, the server holds another file than the card describes."
+            )
+        log.debug("%s: SHA-256 %s matches the card", job.key, found)
     expected = _md5_of_etag(etag) if job.verify_etag else None
     if expected is None and job.verify_etag and _MULTIPART_ETAG.match(_etag_value(etag)):
         part_size = _multipart_part_size(job, etag)
         if part_size is not None:
             log.debug("%s: multipart ETag %s matches (parts of %d bytes)", job.key, etag, part_size)
             return
+    if expected is None and job.sha256 is not None:
+        return
     if expected is None:
         why = (
             "checksums are off (verify_etag=False)"
@@ -916,7 +1042,7 @@ def _verify(job: _Job, size: int, total: int | None, etag: str | None, hasher: A
         )
         log.info("%s: %s; verified size only (%d bytes)", job.key, why, size)
         return
-    digest = hasher.hexdigest()
+    digest = hasher.md5.hexdigest()
     if digest != expected:
         raise _CorruptDownloadError(
             f"{job.key}: the data downloaded from {job.url} does not match the server's "

@@ -30,7 +30,7 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 import pytest
 
-from berg_core import BERG, EncodingModel, LoadRequest, ModelCard, hookimpl, registry
+from berg_core import BERG, EncodingModel, FileSpec, LoadRequest, ModelCard, hookimpl, registry
 from berg_core.cli import main
 from berg_core.errors import InvalidParameterError, ModelLoadError
 from berg_core.fetch import (
@@ -1125,3 +1125,147 @@ def test_download_of_the_toy_plugin_through_its_own_loader(
     want = expected(berg.berg_dir, subject, images)
     np.testing.assert_allclose(lh, want["lh"], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(rh, want["rh"], rtol=1e-5, atol=1e-5)
+
+
+# -- file manifests: a card's own server, declared size and SHA-256 ----------------------------
+OWN = "encoding_models/modality-fmri/train_dataset-fetchtest/model-lab/weights_{subject:02d}.npy"
+OWN_ID = "fmri-fetchtest-lab"
+
+
+def register_manifest(monkeypatch: pytest.MonkeyPatch, spec: FileSpec) -> None:
+    """Register a model whose only file is *spec* (the server's bucket serves it)."""
+    card = ModelCard(
+        model_id=OWN_ID,
+        modality="fmri",
+        training_dataset="fetchtest",
+        species="toy",
+        model_type="lab",
+        subjects=(1,),
+        files=(spec,),
+    )
+
+    class Plugin:
+        @hookimpl
+        def register_models(self, register: Any) -> None:
+            register(card, FetchTestModel)
+
+    monkeypatch.setenv("BERG_LOAD_PLUGINS", "")
+    registry.reset({"manifest": Plugin()})
+
+
+@pytest.fixture
+def lab(monkeypatch: pytest.MonkeyPatch, server: Server) -> Iterator[tuple[str, bytes]]:
+    """A lab's file on the test server: ``(key, data)``; BERG_BASE_URL names a dead mirror."""
+    key = OWN.format(subject=1)
+    data = payload(120_000, seed=7)
+    server.bucket.put(key, data, etag='"lab-v1"')  # an opaque ETag: no MD5 to check against
+    monkeypatch.setenv(BASE_URL_ENV, "http://127.0.0.1:9/dead-mirror/")
+    try:
+        yield key, data
+    finally:
+        registry.reset()
+        registry._registry = None
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_a_card_with_its_own_server_size_and_sha256(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    server: Server,
+    lab: tuple[str, bytes],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    key, data = lab
+    spec = FileSpec(path=OWN, base_url=server.base_url, size=len(data), sha256=sha256(data))
+    register_manifest(monkeypatch, spec)
+    # the environment's mirror stands in for the reference bucket only: the card's server is used
+    (path,) = fetch_model(OWN_ID, 1, tmp_path, show_progress=False, **FAST)
+    assert path == tmp_path / key and path.read_bytes() == data
+    assert len(server.bucket.gets(key)) == 1
+    # a mirror named explicitly serves every file (this one lacks it: 404 naming the mirror's URL)
+    mirror = server.base_url.replace("/mirror/", "/elsewhere/")
+    path.unlink()
+    with pytest.raises(ModelLoadError, match="elsewhere/encoding_models"):
+        fetch_model(OWN_ID, 1, tmp_path, base_url=mirror, show_progress=False, **FAST)
+    # berg fetch --list shows where each file comes from and that a checksum is declared
+    argv = ["fetch", OWN_ID, "--subject", "1", "--berg-dir", str(tmp_path), "--list"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"from {server.base_url}" in out and "sha256" in out
+
+
+def test_a_wrong_sha256_deletes_the_download(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: Server, lab: tuple[str, bytes]
+) -> None:
+    key, data = lab
+    wrong = sha256(data + b"x")
+    register_manifest(monkeypatch, FileSpec(path=OWN, base_url=server.base_url, sha256=wrong))
+    with pytest.raises(ModelLoadError) as info:
+        fetch_model(OWN_ID, 1, tmp_path, show_progress=False, **FAST)
+    message = str(info.value)
+    assert key in message and f"SHA-256 {sha256(data)}" in message and wrong in message
+    assert_nothing_installed(tmp_path, key)
+
+
+def test_a_wrong_size_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: Server, lab: tuple[str, bytes]
+) -> None:
+    key, data = lab
+    spec = FileSpec(path=OWN, base_url=server.base_url, size=len(data) + 1, sha256=sha256(data))
+    register_manifest(monkeypatch, spec)
+    with pytest.raises(ModelLoadError) as info:
+        fetch_model(OWN_ID, 1, tmp_path, show_progress=False, **FAST)
+    message = str(info.value)
+    assert key in message and f"declares {len(data) + 1} bytes" in message
+    assert f"has {len(data)}" in message
+    assert_nothing_installed(tmp_path, key)
+
+
+@pytest.mark.parametrize("corrupt", [False, True], ids=["clean", "corrupt-partial"])
+def test_a_resumed_download_is_verified_by_sha256_over_all_its_bytes(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    server: Server,
+    lab: tuple[str, bytes],
+    corrupt: bool,
+) -> None:
+    key, data = lab
+    bucket = server.bucket
+    bucket.close_delimited.add(key)  # no size from the server, and no MD5: the card's checks
+    bucket.head_blind.add(key)
+    bucket.cut_after[key] = 50_000
+    spec = FileSpec(path=OWN, base_url=server.base_url, size=len(data), sha256=sha256(data))
+    register_manifest(monkeypatch, spec)
+    with pytest.raises(ModelLoadError, match="50000 bytes are kept"):
+        fetch_model(OWN_ID, 1, tmp_path, show_progress=False, retries=0, backoff=0)
+    part = tmp_path / (key + ".part")
+    assert part.read_bytes() == data[:50_000]
+    if corrupt:  # a flipped byte in the kept prefix: only a hash over the prefix can see it
+        raw = bytearray(part.read_bytes())
+        raw[123] ^= 0xFF
+        part.write_bytes(bytes(raw))
+        with pytest.raises(ModelLoadError, match=f"declares {sha256(data)}"):
+            fetch_model(OWN_ID, 1, tmp_path, show_progress=False, **FAST)
+        assert_nothing_installed(tmp_path, key)
+    else:
+        (path,) = fetch_model(OWN_ID, 1, tmp_path, show_progress=False, **FAST)
+        assert path.read_bytes() == data
+        assert leftovers(tmp_path) == []
+    assert bucket.gets(key)[1]["Range"] == "bytes=50000-"
+
+
+def test_without_size_or_md5_a_declared_sha256_is_enough(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: Server, lab: tuple[str, bytes]
+) -> None:
+    key, data = lab
+    server.bucket.close_delimited.add(key)
+    server.bucket.head_blind.add(key)
+    server.bucket.no_etag.add(key)
+    register_manifest(
+        monkeypatch, FileSpec(path=OWN, base_url=server.base_url, sha256=sha256(data))
+    )
+    (path,) = fetch_model(OWN_ID, 1, tmp_path, show_progress=False, **FAST)
+    assert path.read_bytes() == data
