@@ -193,6 +193,12 @@ class BERG:
                 f"{entry.plugin.label}: the loader of {model_id} returned {type(model).__name__}, "
                 f"not an EncodingModel"
             )
+        if request.dim_picks:  # a coordinate the model does not have: an error now, not later
+            try:
+                model.shapes()
+            except BaseException:
+                model.close()
+                raise
         return model
 
     def fetch(

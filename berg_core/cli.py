@@ -85,7 +85,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--roi", nargs="+", help="ROI name(s) for selection['roi']")
     p.add_argument("--selection", help='selection as JSON, e.g. \'{"roi": "V1v"}\'')
     p.add_argument("--device", default="auto", type=_device, help="auto, cpu, cuda, cuda:N or mps")
-    p.add_argument("--batch-size", type=_positive_int, help="images per forward pass (>= 1)")
+    p.add_argument(
+        "--batch-size", type=_positive_int, help="images per forward pass (>= 1): -o batch_size=N"
+    )
+    p.add_argument(
+        "-o",
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set a model option (repeatable); berg describe MODEL_ID lists them with their "
+        "types and defaults",
+    )
     p.add_argument(
         "--out",
         required=True,
@@ -357,6 +368,46 @@ def _print_tree(data: dict[str, Any], indent: int = 0) -> None:
             print(f"{pad}{key}: {value!r}")
 
 
+def _options(
+    berg: Any, model_id: str, pairs: Sequence[str], batch_size: int | None
+) -> dict[str, Any]:
+    """The model options of ``-o KEY=VALUE`` (and ``--batch-size``), parsed as their types.
+
+    Raises
+    ------
+    UsageError
+        A malformed or repeated ``-o``, or ``batch_size`` given twice.
+    InvalidParameterError
+        An option the model does not have, or a value its type does not accept.
+    """
+    raw: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UsageError(
+                f"-o {pair!r} is not KEY=VALUE; e.g. -o batch_size=8 (berg describe {model_id} "
+                f"lists the options)"
+            )
+        if key in raw:
+            raise UsageError(f"-o {key}= is given twice ({raw[key]!r} and {value!r})")
+        raw[key] = value
+    if not raw:
+        return {} if batch_size is None else {"batch_size": batch_size}
+    from berg_core.schemas import validate_options
+
+    card = berg.registry.resolve(model_id)[1]
+    typed = validate_options(
+        card.options, raw, card.model_id, strings=True, caller="berg encode -o"
+    )
+    options = {key: typed[key] for key in raw}
+    if batch_size is not None:
+        if "batch_size" in options:
+            raise UsageError("give the batch size with --batch-size or -o batch_size=, not both")
+        options["batch_size"] = batch_size
+    return options
+
+
 def _cmd_encode(args: argparse.Namespace) -> int:
     from berg_core.atomic import check_output_path
     from berg_core.output import write_responses
@@ -382,10 +433,9 @@ def _cmd_encode(args: argparse.Namespace) -> int:
         subject=_subject(args.subject),
         selection=selection or None,
         device=args.device,
+        **_options(berg, args.model_id, args.option, args.batch_size),
     )
     with model:
-        if args.batch_size is not None:
-            model.batch_size = args.batch_size
         paths = write_responses(
             model,
             stimulus,
@@ -394,12 +444,18 @@ def _cmd_encode(args: argparse.Namespace) -> int:
             show_progress=not args.quiet,
             reference=args.reference_image,
         )
-        sizes = ", ".join(
-            f"{n} {' x '.join(map(str, s))}"
-            for n, s in zip(model.output_names, model.shapes(), strict=True)
-        )
+        shapes = model.shapes()
+        dims = model.dims()
     written = ", ".join(str(p) for p in paths)
-    print(f"wrote {written}: {len(stimulus)} images x ({sizes}) columns")
+    if all(len(shape) == 1 for shape in shapes):  # "7 images x (lh 4, rh 2) columns"
+        sizes = ", ".join(f"{n} {s[0]}" for n, s in zip(dims, shapes, strict=True))
+        print(f"wrote {written}: {len(stimulus)} images x ({sizes}) columns")
+    else:  # "7 images x responses[repetition 2, channel 3, time 5]"
+        sizes = ", ".join(
+            f"{name}[{', '.join(f'{d} {k}' for d, k in zip(dims[name][1:], s, strict=True))}]"
+            for name, s in zip(dims, shapes, strict=True)
+        )
+        print(f"wrote {written}: {len(stimulus)} images x {sizes}")
     return 0
 
 

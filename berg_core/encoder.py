@@ -240,16 +240,20 @@ class EncodingModel(ABC):
         }
 
     def columns(self) -> dict[str, np.ndarray]:
-        """Output -> the coordinate of each column :meth:`encode` returns, for one-dim outputs.
+        """Output -> the full-space index of each column :meth:`encode` returns (one-dim outputs).
 
         The index of each vertex, voxel or neuroid after every selection (the family's and the
-        dim picks); what file writers use to place the columns in the full output space.
+        dim picks); what file writers use to place the columns in the full output space. These
+        are the integer :meth:`column_indices`, whatever the coordinates are (Brain-Score's
+        coordinates are neuroid ids, its columns the neuroids' positions in the benchmark).
         """
-        return {
-            name: next(iter(dims.values()))
-            for name, dims in self.coords().items()
-            if len(dims) == 1
-        }
+        positions = self._positions()
+        columns = {}
+        for name, indices in self.column_indices().items():
+            kept = positions[name][0]
+            indices = np.asarray(indices, dtype=np.int64)
+            columns[name] = indices if kept is None else indices[kept]
+        return columns
 
     def dims(self) -> dict[str, tuple[str, ...]]:
         """Output -> the names of its axes, the image axis first."""

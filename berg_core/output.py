@@ -43,9 +43,12 @@ def encode_to_hdf5(
 ) -> Path:
     """Encode *stimulus* with *model* straight into an HDF5 file.
 
-    The file holds one ``float32`` dataset ``(N, columns)`` per output (``lh`` and ``rh``, or
-    ``responses``), a dataset ``columns/<output>`` with the index of each column in the model's
-    full output space, ``stimulus_sources`` when the images came from files, and attributes
+    The file holds one ``float32`` dataset ``(N, *shape)`` per output (``lh`` and ``rh``, or
+    ``responses``) with an attribute ``dims`` (the names of its axes, ``"image"`` first), a
+    dataset ``coords/<output>/<dim>`` with the coordinate of every position along each dim
+    (numbers, or UTF-8 strings such as channel names; attribute ``unit`` when the card gives
+    one), for one-dim outputs a dataset ``columns/<output>`` with the index of each column in the
+    model's full output space, ``stimulus_sources`` when the images came from files, and attributes
     ``model_id``, ``subject``, ``selection`` (JSON), ``berg_core_version`` and ``plugin``. Rows are
     written as batches are computed, into a temporary file renamed to *path* when complete
     (:func:`atomic_outputs`): an interrupted run never leaves a partial file under *path*, and
@@ -94,10 +97,8 @@ def encode_to_hdf5(
             units = {dim.name: dim.unit for dim in model.card.output(name).dims}
             for dim, values in coords.items():
                 write_coords(h5, f"coords/{name}/{dim}", values, unit=units.get(dim, ""))
-            if len(coords) == 1:  # one-dim outputs: the column indices, as before dims existed
-                h5.create_dataset(
-                    f"columns/{name}", data=np.asarray(next(iter(coords.values())), np.int64)
-                )
+        for name, columns in model.columns().items():  # one-dim outputs, as before dims existed
+            h5.create_dataset(f"columns/{name}", data=columns)
         if stimulus.sources is not None:
             write_sources(h5, stimulus.sources)
         attrs: dict[str, Any] = {

@@ -35,7 +35,15 @@ def format_card(info: dict[str, Any]) -> str:
     if info.get("selection_keys"):
         required = " (required)" if info.get("selection_required") else ""
         lines.append(f"{'Selection keys:':<18}{', '.join(info['selection_keys'])}{required}")
-    if info.get("options"):
+    if info.get("output_dims"):
+        lines += ["", "Output axes (after the image axis; selection picks along them by name):"]
+        for output, dims in info["output_dims"].items():
+            lines.append(f"  {output}: {' x '.join(_dim(dim) for dim in dims)}")
+    if info.get("option_specs"):
+        lines += ["", "Options (keywords of get_encoding_model; berg encode -o KEY=VALUE):"]
+        for name, spec in info["option_specs"].items():
+            lines.append(f"  {name}: {_option(spec)}")
+    elif info.get("options"):
         lines.append(f"{'Options:':<18}{', '.join(info['options'])}")
     for title, key in (("Description", "description"), ("Output", "output_description")):
         if info.get(key):
@@ -48,3 +56,23 @@ def format_card(info: dict[str, Any]) -> str:
         lines += ["", "References:", *(f"  {k}: {v}" for k, v in info["references"].items())]
     lines += ["", "Example:", textwrap.indent(info["example_usage"], "  ")]
     return "\n".join(lines)
+
+
+def _dim(dim: dict[str, Any]) -> str:
+    """``time (5, ms)``: a dim with its size (``?`` when the model decides) and unit."""
+    size = "?" if dim.get("size") is None else f"{dim['size']:,}"
+    unit = f", {dim['unit']}" if dim.get("unit") else ""
+    return f"{dim['name']} ({size}{unit})"
+
+
+_BOUNDS = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}
+
+
+def _option(spec: dict[str, Any]) -> str:
+    """``number = 1.0 (> 0)  Multiplies every response.``: type, default, bounds, help."""
+    bounds = [f"{sign} {spec[key]}" for key, sign in _BOUNDS.items() if key in spec]
+    if "enum" in spec:
+        bounds.append("one of " + ", ".join(map(str, spec["enum"])))
+    shown = f" ({', '.join(bounds)})" if bounds else ""
+    help_text = f"  {spec['description']}" if spec.get("description") else ""
+    return f"{spec['type']} = {spec['default']!r}{shown}{help_text}"

@@ -326,7 +326,12 @@ def _explain(exc: ValidationError, schema: type[SelectionSchema], model_id: str)
 
 
 def validate_options(
-    options_model: type[EncodeOptions], options: Mapping[str, Any], model_id: str
+    options_model: type[EncodeOptions],
+    options: Mapping[str, Any],
+    model_id: str,
+    *,
+    strings: bool = False,
+    caller: str = "get_encoding_model()",
 ) -> dict[str, Any]:
     """Validate the keyword options of ``get_encoding_model`` for *model_id*.
 
@@ -339,6 +344,11 @@ def validate_options(
         are converted: ``"8"`` to 8, ``"true"`` to True).
     model_id : str
         Named in messages.
+    strings : bool
+        Every value is a string to parse as its option's type (``"true"`` for a strict bool,
+        ``"2.5"`` for a float), as ``berg encode -o key=value`` gives them.
+    caller : str
+        Who got the options, for the message about unknown ones.
 
     Returns
     -------
@@ -351,6 +361,8 @@ def validate_options(
         Naming every offending option, the value given and what is allowed.
     """
     try:
+        if strings:
+            return options_model.model_validate_strings(dict(options)).model_dump()
         return options_model.model_validate(dict(options)).model_dump()
     except ValidationError as exc:
         accepted = ", ".join(options_model.model_fields) or "none"
@@ -359,7 +371,7 @@ def validate_options(
         lines = []
         if unknown:
             lines.append(
-                f"get_encoding_model() got unexpected option(s) {', '.join(sorted(unknown))} for "
+                f"{caller} got unexpected option(s) {', '.join(sorted(unknown))} for "
                 f"{model_id}; options it accepts: {accepted}"
             )
         for error in errors:

@@ -114,12 +114,19 @@ def test_options_reach_the_model(berg_dir: Path, images: np.ndarray) -> None:
         BERG(berg_dir).get_encoding_model(TIMECOURSE, subject=1, gain=-1)
 
 
-def test_unknown_channel_names_the_valid_ones(berg_dir: Path) -> None:
-    model = BERG(berg_dir).get_encoding_model(
-        TIMECOURSE, subject=1, selection={"channel": ["Oz", "Cz"]}
-    )
+def test_unknown_channel_names_the_valid_ones(
+    berg_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The picks are resolved when the model is loaded; the model is closed on error."""
+    from berg_testplugin.timecourse import TimecourseModel
+
+    closed: list[TimecourseModel] = []
+    monkeypatch.setattr(TimecourseModel, "close", lambda self: closed.append(self))
     with pytest.raises(InvalidParameterError) as info:
-        model.shapes()
+        BERG(berg_dir).get_encoding_model(
+            TIMECOURSE, subject=1, selection={"channel": ["Oz", "Cz"]}
+        )
+    assert len(closed) == 1
     message = str(info.value)
     assert "selection['channel']" in message and "'Cz'" in message
     assert "O1, Oz, O2" in message and TIMECOURSE in message
@@ -259,3 +266,64 @@ def test_describe_lists_dims(toy_plugin: ModuleType) -> None:
         ("time", 5, "ms"),
     ]
     assert info["option_specs"]["gain"]["default"] == 1.0
+
+
+def test_options_from_the_command_line(
+    berg_dir: Path, tmp_path: Path, images: np.ndarray, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stimulus = tmp_path / "images.npy"
+    np.save(stimulus, images)
+    out = tmp_path / "gain.h5"
+    base = ("--berg-dir", berg_dir, "encode", TIMECOURSE, "--subject", "2", "--stimulus", stimulus)
+    status = run_cli(*base, "-o", "gain=2.5", "--option", "batch_size=3", "--out", out, "--quiet")
+    assert status == 0
+    assert capsys.readouterr().out == (
+        f"wrote {out}: 7 images x responses[repetition 2, channel 3, time 5]\n"
+    )
+    with h5py.File(out, "r") as h5:
+        want = expected_timecourse(images, 2, gain=2.5)
+        np.testing.assert_allclose(h5["responses"][()], want, rtol=1e-6)
+        assert h5["responses"].chunks[0] == 3  # chunks of one batch: batch_size reached the model
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (("-o", "gain"), "-o 'gain' is not KEY=VALUE; e.g. -o batch_size=8"),
+        (("-o", "=2"), "-o '=2' is not KEY=VALUE"),
+        (("-o", "gain=1", "-o", "gain=2"), "-o gain= is given twice ('1' and '2')"),
+        (
+            ("-o", "gian=2"),
+            "berg encode -o got unexpected option(s) gian for toy-synthetic-timecourse; options "
+            "it accepts: batch_size, gain",
+        ),
+        (("-o", "gain=-1"), "option gain = '-1' is not valid for toy-synthetic-timecourse"),
+        (("-o", "gain=loud"), "option gain = 'loud' is not valid"),
+        (("-o", "batch_size=0"), "option batch_size = '0' is not valid"),
+        (("-o", "batch_size=2", "--batch-size", "2"), "with --batch-size or -o batch_size=, not"),
+    ],
+)
+def test_bad_options_on_the_command_line(
+    berg_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    options: tuple[str, ...],
+    message: str,
+) -> None:
+    stimulus = tmp_path / "images.npy"
+    np.save(stimulus, np.zeros((2, 3, 4, 4), dtype=np.uint8))
+    out = tmp_path / "x.h5"
+    base = ("--berg-dir", berg_dir, "encode", TIMECOURSE, "--subject", "1", "--stimulus", stimulus)
+    assert run_cli(*base, *options, "--out", out) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_describe_shows_dims_and_options(
+    toy_plugin: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_cli("describe", TIMECOURSE) == 0
+    out = capsys.readouterr().out
+    assert "  responses: repetition (2) x channel (3) x time (5, ms)" in out
+    assert "  gain: number = 1.0 (> 0)  Multiplies every response." in out
+    assert "  batch_size: integer | null = None (> 0)  Images per forward pass" in out

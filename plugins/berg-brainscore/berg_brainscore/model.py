@@ -495,6 +495,10 @@ class BrainScoreModel(EncodingModel):
         """One output: one column per neuroid of the region's benchmark."""
         return (self._n_neuroids,)
 
+    def output_coords(self) -> dict[str, dict[str, np.ndarray]]:
+        """The benchmark's neuroid id of every column (``column_indices`` stay ``0..n-1``)."""
+        return {"responses": {"neuroid": np.asarray(self._info["neuroid_id"]).astype(str)}}
+
     def _describe(self, regression: Regression) -> dict[str, Any]:
         info = regression.info
         return {

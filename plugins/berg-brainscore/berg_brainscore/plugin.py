@@ -12,7 +12,7 @@ from pydantic import Field, StrictBool
 
 from berg_brainscore.benchmarks import BENCHMARKS
 from berg_brainscore.catalog import PREFIX
-from berg_core import EncodeOptions, ModelCard, hookimpl
+from berg_core import Dim, EncodeOptions, ModelCard, Output, hookimpl
 
 GATEWAY_ID = "brainscore_vision"
 
@@ -50,11 +50,23 @@ CARD = ModelCard(
         "$BRAINIO_HOME (downloaded by Brain-Score when there is network). Selection 'roi' is "
         f"required. {_REGIONS}."
     ),
-    outputs=("responses",),
+    outputs=(
+        Output(
+            name="responses",
+            dims=(
+                Dim(
+                    name="neuroid",
+                    description="Recording site of the region's benchmark (coordinate: neuroid id)",
+                ),
+            ),
+            description="Predicted responses of the benchmark's neuroids.",
+        ),
+    ),
     output_description=(
         "One column per neuroid of the selected region's benchmark, in the benchmark's neuroid "
         "order (V1 102, V2 103, V4 88, IT 168 with the public data); "
-        "metadata['brainscore']['neuroid_id'] names them."
+        "their coordinates (model.coords(), metadata['output']['coords']) are the neuroid ids; "
+        "pick some with selection={'roi': ..., 'neuroid': [ids]}."
     ),
     selection_required=True,
     options=BrainScoreOptions,

@@ -94,9 +94,33 @@ def test_metadata(world: dict[str, Any], loaded: dict[str, Any]) -> None:
     np.testing.assert_array_equal(
         metadata["output"]["columns"]["responses"], np.arange(bs_fixtures.NEUROIDS["IT"])
     )
+    # the labelled output: one dim, neuroid, whose coordinates are the benchmark's neuroid ids
+    assert metadata["output"]["dims"] == {"responses": ["image", "neuroid"]}
+    np.testing.assert_array_equal(
+        metadata["output"]["coords"]["responses"]["neuroid"], info["neuroid_id"]
+    )
     v1 = loaded["V1"].response_metadata()["brainscore"]
     np.testing.assert_array_equal(v1["time_bins"], [[50, 200]])
     assert v1["benchmark_identifier"] == "FreemanZiemba2013.V1.public-pls"
+
+
+def test_pick_neuroids_by_id(loaded: dict[str, Any]) -> None:
+    """selection['neuroid'] keeps the named neuroids, in the order given (the core's dim pick)."""
+    full_model = loaded["V4"]
+    berg = BERG(full_model.request.berg_dir)
+    ids = full_model.coords()["responses"]["neuroid"]
+    picked = [str(ids[5]), str(ids[0]), str(ids[5])]
+    model = berg.get_encoding_model(MODEL, selection={"roi": "V4", "neuroid": picked}, device="cpu")
+    assert not model.fitted  # the cached regression
+    images = held_out_images(6)
+    full = berg.encode(full_model, images, show_progress=False)
+    responses, metadata = berg.encode(model, images, return_metadata=True, show_progress=False)
+    np.testing.assert_array_equal(responses, full[:, [5, 0, 5]])
+    assert metadata["output"]["coords"]["responses"]["neuroid"].tolist() == picked
+    np.testing.assert_array_equal(metadata["output"]["columns"]["responses"], [5, 0, 5])
+    assert metadata["output"]["selection"] == {"roi": "V4", "neuroid": picked}
+    with pytest.raises(InvalidParameterError, match=r"\['nope'\] not among the 10 neuroid co"):
+        berg.get_encoding_model(MODEL, selection={"roi": "V4", "neuroid": ["nope"]}, device="cpu")
 
 
 @pytest.mark.parametrize("roi", ["V4", "V1"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from berg_core import ModelCard
+from berg_core import Dim, ModelCard, Output
 
 MODEL_ID = "fmri-things_fmri_1-vit_b_32"
 SUBJECTS = (1, 2, 3)
@@ -39,7 +39,22 @@ CARD = ModelCard(
         "Responses are in the z-scored space of the training data (z-scored per session)."
     ),
     subjects=SUBJECTS,
-    outputs=("responses",),
+    outputs=(
+        Output(
+            name="responses",
+            dims=(
+                Dim(
+                    name="voxel",
+                    size=N_VOXELS,
+                    description=(
+                        "Voxel of the subject's THINGS-fMRI1 brain mask (coordinate: its index; "
+                        "its position in the volume: metadata['fmri']['voxel_coords'])"
+                    ),
+                ),
+            ),
+            description="In silico fMRI responses (z-scored space).",
+        ),
+    ),
     output_description=(
         "float32 (N, selected voxels). Without selection, all 211,339 voxels in file order. "
         "With selection, ROI voxels ROI by ROI in the order given, then the voxel_index mask's "
