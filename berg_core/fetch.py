@@ -10,6 +10,15 @@ berg fetches exactly those, on demand, with plain HTTPS ``GET`` requests::
 or from Python :func:`fetch_model`, :func:`fetch_files`, :meth:`berg_core.BERG.fetch` and
 ``BERG.get_encoding_model(..., download=True)``.
 
+Where a file comes from
+-----------------------
+A card's :class:`~berg_core.FileSpec` may name the file's own server (``base_url``), its size and
+its SHA-256 (:func:`model_files`). The base URL is, in this order, a mirror named explicitly
+(``base_url=`` / ``--base-url``, for every file), the file's own ``base_url``, ``$BERG_BASE_URL``,
+the reference bucket (:func:`source_url`): the environment's mirror replaces the reference bucket
+only. A declared size must equal the server's; a declared SHA-256 is computed while downloading
+(resumed bytes included) and must match, and makes a server without size or MD5 acceptable.
+
 How a file is fetched
 ---------------------
 * Files already present under ``berg_dir`` are left alone (no network access at all).
