@@ -29,12 +29,12 @@ def test_both_models_keep_the_contract(berg: BERG, images: np.ndarray) -> None:
 
 def test_readout_values(berg: BERG, berg_dir: Path, images: np.ndarray) -> None:
     import torch
-    from berg_template.readout import SEED, build_network, preprocess
+    from berg_template.readout import SEED, TRANSFORM, build_network
 
     torch.manual_seed(SEED)  # the network as the loader builds it
     network = build_network().eval()
     with torch.no_grad():
-        features = network(preprocess(images, torch.device("cpu"))).numpy().astype(np.float64)
+        features = network(TRANSFORM(torch.from_numpy(images))).numpy().astype(np.float64)
     weights = load_pickled_npy(berg_dir / READOUT_FILE.format(subject=2))
     want = (features @ weights["weight"] + weights["bias"]).reshape(4, len(CHANNELS), -1)
     model = berg.get_encoding_model(READOUT_ID, subject=2, device="cpu")
