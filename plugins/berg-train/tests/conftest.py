@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from berg_core.testing import torch_home_fixture
+
 NSD_K = 20  # PCA components of the NSD fixture model (200 training images)
 
 
@@ -98,21 +100,8 @@ def things_sim(tmp_path_factory: pytest.TempPathFactory) -> Any:
     )
 
 
-@pytest.fixture(scope="session")
-def torch_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A TORCH_HOME whose cache holds random ViT-B/32 weights under torchvision's file name."""
-    import torch
-    import torchvision
-
-    home = tmp_path_factory.mktemp("torch_home")
-    weights = torchvision.models.ViT_B_32_Weights.IMAGENET1K_V1
-    target = home / "hub" / "checkpoints" / Path(weights.url).name
-    target.parent.mkdir(parents=True)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(7)
-        model = torchvision.models.vit_b_32(weights=None)
-    torch.save(model.state_dict(), target)
-    return home
+#: A TORCH_HOME whose cache holds random ViT-B/32 weights under torchvision's file name.
+torch_home = torch_home_fixture("ViT_B_32_Weights.IMAGENET1K_V1", seed=7)
 
 
 def oracle_r(signal: np.ndarray, measured: np.ndarray) -> np.ndarray:
