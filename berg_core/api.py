@@ -332,6 +332,8 @@ class BERG:
         stimulus: Any,
         return_metadata: bool = False,
         show_progress: bool = True,
+        *,
+        return_xarray: bool = False,
         **kwargs: Any,
     ) -> Any:
         """Generate in silico responses of *model* to *stimulus*.
@@ -348,12 +350,24 @@ class BERG:
             saying which vertex/voxel/neuroid each column is).
         show_progress : bool
             Show a progress bar.
+        return_xarray : bool
+            Return the responses as an :class:`xarray.Dataset` with their dims and coordinates
+            (:func:`berg_core.labels.to_xarray`; the ``image`` coordinate is the image file
+            names when the images came from files). Needs ``pip install xarray``. Combines with
+            *return_metadata*: ``(dataset, metadata)``.
 
         Returns
         -------
         responses or (responses, metadata)
-            ``responses`` is one ``float32`` array ``(N, columns)`` or, for multi-output models, a
-            tuple of them (``(lh, rh)`` for fsaverage models).
+            ``responses`` is one ``float32`` array ``(N, *shape)`` or, for multi-output models, a
+            tuple of them (``(lh, rh)`` for fsaverage models, each ``(N, columns)``); the axes
+            after the image axis are :meth:`EncodingModel.dims`, their coordinates
+            :meth:`EncodingModel.coords`. With *return_xarray*, an :class:`xarray.Dataset`.
+
+        Raises
+        ------
+        BergError
+            *return_xarray* without xarray installed (checked before encoding).
         """
         if not isinstance(model, EncodingModel):
             raise InvalidParameterError(
@@ -362,12 +376,22 @@ class BERG:
         if kwargs:
             raise InvalidParameterError(
                 f"encode() got unexpected argument(s) {', '.join(sorted(kwargs))}; it takes "
-                f"model, stimulus, return_metadata and show_progress (model options such as "
-                f"batch_size are given to get_encoding_model, when the model's card lists them)"
+                f"model, stimulus, return_metadata, show_progress and return_xarray (model "
+                f"options such as batch_size are given to get_encoding_model, when the model's "
+                f"card lists them)"
             )
         return_metadata = require_flag(return_metadata, "return_metadata")
         show_progress = require_flag(show_progress, "show_progress")
-        responses = model.encode(as_stimulus(stimulus), show_progress=show_progress)
+        if require_flag(return_xarray, "return_xarray"):
+            from berg_core.labels import require_xarray
+
+            require_xarray()  # before the work, not after it
+        stimulus = as_stimulus(stimulus)
+        responses = model.encode(stimulus, show_progress=show_progress)
+        if return_xarray:
+            from berg_core.labels import to_xarray
+
+            responses = to_xarray(model, responses, images=stimulus.sources)
         if return_metadata:
             return responses, model.response_metadata()
         return responses
