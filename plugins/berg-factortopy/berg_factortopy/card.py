@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from berg_nsd.fsaverage import OUTPUTS
 from pydantic import Field
 
 from berg_core import EncodeOptions, ModelCard
@@ -60,7 +61,7 @@ CARD = ModelCard(
     creator="berg (after Huzheng Yang, James Gee and Jianbo Shi)",
     description=_DESCRIPTION,
     subjects=tuple(range(1, 9)),
-    outputs=("lh", "rh"),
+    outputs=OUTPUTS,
     output_description=_OUTPUT,
     selection_required=False,
     # the only file of the public bucket it reads: the subject's NSD metadata (ROI definitions)

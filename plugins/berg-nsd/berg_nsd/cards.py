@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from berg_core import EncodeOptions, ModelCard
-from berg_nsd.fsaverage import METADATA_FILE, N_VERTICES, WEIGHTS_FILE, model_dir
+from berg_nsd.fsaverage import METADATA_FILE, N_VERTICES, OUTPUTS, WEIGHTS_FILE, model_dir
 
 __all__ = [
     "ALEXNET_NODES",
@@ -188,7 +188,7 @@ def _card(model_id: str, spec: BackboneSpec) -> ModelCard:
         creator="Alessandro Gifford",
         description=description,
         subjects=tuple(range(1, 9)),
-        outputs=("lh", "rh"),
+        outputs=OUTPUTS,
         output_description=_OUTPUT,
         files=(
             f"{folder}/{WEIGHTS_FILE}",

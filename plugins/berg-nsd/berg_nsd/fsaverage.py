@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from berg_core import ModelCard, ModelLoadError
+from berg_core import Dim, ModelCard, ModelLoadError, Output
 from berg_core.checks import Location, require_indices, require_mapping
 from berg_core.files import require_file
 from berg_core.safe_npy import load_pickled_npy
@@ -29,6 +29,7 @@ __all__ = [
     "METADATA_KEYS",
     "MODELS_DIR",
     "N_VERTICES",
+    "OUTPUTS",
     "ROIS",
     "ROI_ALIASES",
     "ROI_ATLASES",
@@ -46,6 +47,22 @@ __all__ = [
 N_VERTICES = 163_842
 #: The hemispheres, in output order.
 HEMISPHERES = ("lh", "rh")
+#: The labelled outputs of a model of fsaverage vertices: ``lh`` and ``rh``, one dim ``vertex``
+#: each, whose coordinates are the selected vertex indices (a card's ``outputs=``).
+OUTPUTS = tuple(
+    Output(
+        name=hemi,
+        dims=(
+            Dim(
+                name="vertex",
+                size=N_VERTICES,
+                description="fsaverage vertex (coordinate: its index in the hemisphere)",
+            ),
+        ),
+        description=f"{side} hemisphere",
+    )
+    for hemi, side in zip(HEMISPHERES, ("Left", "Right"), strict=True)
+)
 
 #: The ROI names of each NSD fsaverage atlas, in colour-table order (label value 1, 2, ...).
 ROI_ATLASES: dict[str, tuple[str, ...]] = {

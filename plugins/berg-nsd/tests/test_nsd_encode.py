@@ -121,6 +121,22 @@ def test_roi(berg: BERG, untrained: Model, stimulus: np.ndarray, full: tuple, ro
     np.testing.assert_array_equal(columns["rh"], rh_index)
 
 
+def test_vertex_pick(berg: BERG, stimulus: np.ndarray, full: tuple) -> None:
+    """selection['vertex'] (the core's pick along the labelled dim) keeps those columns of the
+    full-brain computation, in the order given, in both hemispheres."""
+    model = berg.get_encoding_model(UNTRAINED, subject=1, selection={"vertex": [N - 1, 7, 7]})
+    (lh, rh), metadata = berg.encode(model, stimulus, return_metadata=True, show_progress=False)
+    np.testing.assert_array_equal(lh, full[0][:, [N - 1, 7, 7]])
+    np.testing.assert_array_equal(rh, full[1][:, [N - 1, 7, 7]])
+    output = metadata["output"]
+    assert output["dims"] == {"lh": ["image", "vertex"], "rh": ["image", "vertex"]}
+    for hemi in ("lh", "rh"):
+        np.testing.assert_array_equal(output["coords"][hemi]["vertex"], [N - 1, 7, 7])
+        np.testing.assert_array_equal(output["columns"][hemi], [N - 1, 7, 7])
+    with pytest.raises(InvalidParameterError, match=r"\[163842\] not among the 163842 vertex"):
+        berg.get_encoding_model(UNTRAINED, subject=1, selection={"vertex": [N]})
+
+
 def test_empty_roi_gives_zero_columns(berg: BERG, stimulus: np.ndarray, untrained: Model) -> None:
     model = berg.get_encoding_model(UNTRAINED, subject=1, selection={"roi": "FBA-2"})
     lh, rh = berg.encode(model, stimulus, show_progress=False)
@@ -228,6 +244,7 @@ def test_return_metadata(berg: BERG, stimulus: np.ndarray, untrained: Model) -> 
     assert output["names"] == ["lh", "rh"]
     np.testing.assert_array_equal(output["columns"]["lh"], untrained.rois("hV4")[0])
     np.testing.assert_array_equal(output["columns"]["rh"], untrained.rois("hV4")[1])
+    np.testing.assert_array_equal(output["coords"]["lh"]["vertex"], untrained.rois("hV4")[0])
     # the metadata handed out is a copy: changing it does not change the model's
     metadata["fmri"]["lh_ncsnr"][:] = -1
     assert model.subject_metadata()["fmri"]["lh_ncsnr"].min() >= 0

@@ -27,6 +27,9 @@ def test_models_are_registered_with_full_cards(berg: BERG) -> None:
         assert info["creator"] == "Alessandro Gifford"
         assert info["subjects"] == [1, 2, 3, 4, 5, 6, 7, 8]
         assert info["outputs"] == ["lh", "rh"]
+        for hemi in ("lh", "rh"):
+            (vertex,) = info["output_dims"][hemi]
+            assert (vertex["name"], vertex["size"]) == ("vertex", 163_842)
         assert info["selection_keys"] == ["roi", "lh_vertices", "rh_vertices"]
         assert "250 principal components" in info["description"]
         assert "Natural Scenes Dataset (NSD) (Allen et al., 2022)" in info["description"]
