@@ -24,8 +24,7 @@ from berg_core.checks import Location
 from berg_core.torchkit import (
     FeatureReadoutModel,
     LinearReadout,
-    NodeFeatureExtractor,
-    Preprocessor,
+    build_readout_model,
     build_seeded,
     load_pretrained,
     resolve_device,
@@ -161,24 +160,14 @@ def load(request: LoadRequest) -> EncodingModel:
         n_rows=dict.fromkeys(HEMIS, N_VERTICES),
     )
     del weights
-
-    backbone = build_backbone(spec)
-    transform_weights = _weights_enum(spec)
-    preprocessor = Preprocessor.from_weights(
-        transform_weights, device, channels_last=spec.channels_last
-    )
-    extractor = NodeFeatureExtractor(backbone, spec.nodes, device, channels_last=spec.channels_last)
-    del backbone
-    columns = {
-        hemisphere: np.arange(N_VERTICES, dtype=np.int64) if index is None else index
-        for hemisphere, index in vertices.items()
-    }
-    return NSDEncodingModel(
+    return build_readout_model(
         request,
-        metadata=metadata,
-        preprocessor=preprocessor,
-        extractor=extractor,
+        backbone=build_backbone(spec),
+        nodes=spec.nodes,
+        preprocessing=_weights_enum(spec),
         readout=readout,
-        device=device,
-        columns=columns,
+        columns=vertices,
+        channels_last=spec.channels_last,
+        model_class=NSDEncodingModel,
+        metadata=metadata,
     )

@@ -10,8 +10,7 @@ from berg_core.files import load_model_file, require_file
 from berg_core.torchkit import (
     FeatureReadoutModel,
     LinearReadout,
-    NodeFeatureExtractor,
-    Preprocessor,
+    build_readout_model,
     load_pretrained,
     resolve_device,
 )
@@ -105,16 +104,14 @@ def load(request: LoadRequest) -> ThingsModel:
     del weights
 
     vit_weights = torchvision.models.ViT_B_32_Weights.IMAGENET1K_V1
-    backbone = load_pretrained(torchvision.models.vit_b_32, vit_weights)
-    extractor = NodeFeatureExtractor(backbone, VIT_NODES, device)
-    preprocessor = Preprocessor.from_weights(vit_weights, device)
-    return ThingsModel(
+    return build_readout_model(
         request,
+        backbone=load_pretrained(torchvision.models.vit_b_32, vit_weights),
+        nodes=VIT_NODES,
+        preprocessing=vit_weights,
+        readout=readout,
+        columns={"responses": voxels},
+        model_class=ThingsModel,
         metadata=metadata,
         roi_columns=roi_columns,
-        preprocessor=preprocessor,
-        extractor=extractor,
-        readout=readout,
-        device=device,
-        columns={"responses": voxels},
     )
