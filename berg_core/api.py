@@ -24,8 +24,14 @@ from berg_core.dims import split_selection
 from berg_core.encoder import EncodingModel, LoadRequest
 from berg_core.errors import InvalidParameterError, ModelLoadError, describe_value
 from berg_core.locations import default_berg_dir
-from berg_core.parameters import describe_parameters, parameters_by_function
-from berg_core.registry import ModelEntry, Registry, get_registry, resolve_import_path
+from berg_core.parameters import describe_entry
+from berg_core.registry import (
+    ModelEntry,
+    Registry,
+    get_registry,
+    load_metadata,
+    resolve_import_path,
+)
 from berg_core.schemas import validate_options, validate_selection
 from berg_core.stimulus import as_stimulus
 
@@ -130,13 +136,7 @@ class BERG:
             :mod:`berg_core.parameters`) with ``parameters_by_function``.
         """
         print_format = require_flag(print_format, "print_format")
-        entry, card = self._resolve(model_id)
-        info = card.to_dict()
-        info["distribution"] = entry.plugin.label
-        schema = entry.resolve_schema()
-        info["selection_keys"] = list(schema.model_fields) if schema is not None else []
-        info["parameters"] = describe_parameters(card, schema)
-        info["parameters_by_function"] = parameters_by_function(info["parameters"])
+        info = describe_entry(*self._resolve(model_id))
         if print_format:
             from berg_core.render import format_card
 
@@ -413,15 +413,3 @@ class BERG:
         entry, card = self._resolve(model_id)
         subject = card.check_subject(subject)
         return load_metadata(entry, card, self.berg_dir, subject)
-
-
-def load_metadata(
-    entry: ModelEntry, card: ModelCard, berg_dir: Path, subject: Any
-) -> dict[str, Any]:
-    """Call the entry's metadata loader (or return the card) for a validated subject."""
-    if entry.metadata_loader is None:
-        return card.to_dict()
-    from berg_core.safe_npy import in_memory
-
-    loader = resolve_import_path(entry.metadata_loader, f"metadata loader of {card.model_id}")
-    return in_memory(loader(card, berg_dir, subject))

@@ -397,7 +397,15 @@ class EncodingModel(ABC):
         dict
             The card, with the reference toolkit's ``parameters`` entry.
         """
-        return self._berg().describe(self.model_id, print_format=print_format)
+        from berg_core.arguments import require_flag
+        from berg_core.parameters import describe_entry
+        from berg_core.registry import get_registry
+        from berg_core.render import format_card
+
+        info = describe_entry(*get_registry().resolve(self.model_id))
+        if require_flag(print_format, "print_format"):
+            print(format_card(info))
+        return info
 
     def get_metadata(self) -> dict[str, Any]:
         """The subject's metadata, as ``BERG.get_model_metadata(model_id, subject)`` returns it.
@@ -409,12 +417,10 @@ class EncodingModel(ABC):
         ModelLoadError
             The metadata file is missing or unsafe.
         """
-        return self._berg().get_model_metadata(self.model_id, subject=self.subject)
+        from berg_core.registry import get_registry, load_metadata
 
-    def _berg(self) -> Any:
-        from berg_core.api import BERG
-
-        return BERG(self.request.berg_dir)
+        entry, _ = get_registry().resolve(self.model_id)
+        return load_metadata(entry, self.card, self.request.berg_dir, self.subject)
 
     # -- lifetime ---------------------------------------------------------------------------
     def close(self) -> None:

@@ -26,9 +26,10 @@ from berg_core.cards import option_specs
 
 if TYPE_CHECKING:
     from berg_core.cards import ModelCard
+    from berg_core.registry import ModelEntry
     from berg_core.schemas import SelectionSchema
 
-__all__ = ["describe_parameters", "parameters_by_function"]
+__all__ = ["describe_entry", "describe_parameters", "parameters_by_function"]
 
 _LOAD = "get_encoding_model"
 _LOAD_AND_METADATA = "get_encoding_model, get_model_metadata"
@@ -160,3 +161,19 @@ def _selection(card: ModelCard, schema: type[SelectionSchema] | None) -> dict[st
         "function": _LOAD,
         "properties": properties,
     }
+
+
+def describe_entry(entry: ModelEntry, card: ModelCard) -> dict[str, Any]:
+    """What ``describe()`` returns for the model of *card*, registered as *entry*.
+
+    The card's fields (:meth:`~berg_core.ModelCard.to_dict`), ``distribution`` (the plugin),
+    ``selection_keys``, and the reference toolkit's ``parameters`` entry with
+    ``parameters_by_function``.
+    """
+    info = card.to_dict()
+    info["distribution"] = entry.plugin.label
+    schema = entry.resolve_schema()
+    info["selection_keys"] = list(schema.model_fields) if schema is not None else []
+    info["parameters"] = describe_parameters(card, schema)
+    info["parameters_by_function"] = parameters_by_function(info["parameters"])
+    return info

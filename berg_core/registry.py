@@ -13,6 +13,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from berg_core.cards import ModelCard
@@ -20,7 +21,15 @@ from berg_core.errors import ModelNotFoundError, PluginError
 from berg_core.plugins import PluginInfo, load_plugins
 from berg_core.schemas import SelectionSchema
 
-__all__ = ["KNOWN_FAMILIES", "FamilyEntry", "ModelEntry", "Registry", "get_registry", "reset"]
+__all__ = [
+    "KNOWN_FAMILIES",
+    "FamilyEntry",
+    "ModelEntry",
+    "Registry",
+    "get_registry",
+    "load_metadata",
+    "reset",
+]
 
 #: Id prefixes of the model families the berg project publishes, and the distribution of each,
 #: so that an id whose plugin is missing gets a ``pip install`` hint.
@@ -378,3 +387,18 @@ def reset(extra: dict[str, object] | None = None) -> Registry:
         manager, infos = load_plugins(extra)
         _registry = Registry(manager, infos)
         return _registry
+
+
+def load_metadata(
+    entry: ModelEntry, card: ModelCard, berg_dir: Path, subject: Any
+) -> dict[str, Any]:
+    """Call the entry's metadata loader (or return the card) for a validated subject.
+
+    The result is in writable memory (:func:`berg_core.safe_npy.in_memory`).
+    """
+    if entry.metadata_loader is None:
+        return card.to_dict()
+    from berg_core.safe_npy import in_memory
+
+    loader = resolve_import_path(entry.metadata_loader, f"metadata loader of {card.model_id}")
+    return in_memory(loader(card, berg_dir, subject))

@@ -28,8 +28,6 @@ API_USERS = {
     "berg_core.cli": "the command line is the layer above the API",
     "berg_core.check": "`berg check` runs a plugin's models through the API (beside the CLI)",
     "berg_core.testing": "the contract tests run models through the API (beside the CLI)",
-    # EncodingModel.describe() and get_metadata() are conveniences delegating to BERG (lazily).
-    "berg_core.encoder": "EncodingModel._berg: describe()/get_metadata() delegate to BERG",
 }
 
 
