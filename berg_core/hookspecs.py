@@ -133,8 +133,8 @@ def register_commands(register: Callable[..., None]) -> None:
         ``register(name, help, configure, run)``:
 
         * ``name`` - the command words, e.g. ``"maps"`` or ``"train nsd"`` (a two-word name
-          creates or joins the group ``berg train``). Built-in commands (``plugins``, ``list``,
-          ``describe``, ``metadata``, ``encode``, ``fetch``) cannot be replaced; a name registered
+          creates or joins the group ``berg train``). Built-in commands
+          (:data:`berg_core.registry.BUILTIN_COMMANDS`) cannot be replaced; a name registered
           twice is an error naming both plugins, and the command is left out.
         * ``help`` - one line for ``berg --help``.
         * ``configure`` - callable (or import path) ``configure(parser)`` adding arguments to an
