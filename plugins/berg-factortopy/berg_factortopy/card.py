@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from berg_nsd.fsaverage import OUTPUTS
-from pydantic import Field
+from pydantic import Field, PositiveInt, field_validator
 
 from berg_core import EncodeOptions, ModelCard
 from berg_factortopy.layout import MODEL_ID, NSD_METADATA_CARD
@@ -49,6 +50,18 @@ class FactorTopyOptions(EncodeOptions):
         description="Checkpoint folder written by 'berg train factortopy' (default: the "
         "subject's folder in the berg_dir layout).",
     )
+    threads: PositiveInt | None = Field(
+        None,
+        description="torch's intra-op threads while encoding, restored afterwards (default: "
+        "torch's own setting). On busy shared cores 1 thread can be several times faster than 2.",
+    )
+
+    @field_validator("threads", mode="before")
+    @classmethod
+    def _threads_not_a_bool(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # True is an int to Python, not a thread count
+            raise ValueError("a thread count is an integer, not a bool")
+        return value
 
 
 CARD = ModelCard(

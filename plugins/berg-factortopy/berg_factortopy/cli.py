@@ -15,6 +15,7 @@ from typing import Any
 
 from berg_core import InvalidParameterError
 from berg_factortopy.config import CACHE_MODES, RUNTIME_FIELDS, TrainConfig
+from berg_factortopy.threads import check_threads
 
 __all__ = ["configure_maps", "configure_train", "run_maps", "run_train"]
 
@@ -39,6 +40,8 @@ _HELP = {
     "cache_ram_gb": "RAM the auto cache may use (default: half the available memory)",
     "stats_images": "training images used to estimate channel means and deviations",
     "device": "auto, cpu, cuda, cuda:N or mps",
+    "threads": "torch threads while training (default: torch's own choice); on busy shared "
+    "cores 1 thread can be several times faster than 2",
 }
 
 
@@ -67,7 +70,8 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resume",
         action="store_true",
-        help="continue the run in --out (only --epochs, --device and --cache* may change)",
+        help="continue the run in --out (only --epochs, --device, --threads and --cache* may "
+        "change)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     for spec in fields(TrainConfig):
@@ -83,7 +87,9 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
                 option, choices=("float16", "float32"), default=None, help=help_text
             )
         else:
-            kind = {"cache_path": str, "cache_ram_gb": float}.get(spec.name, type(default))
+            kind = {"cache_path": str, "cache_ram_gb": float, "threads": int}.get(
+                spec.name, type(default)
+            )
             parser.add_argument(option, type=kind, default=None, help=help_text)
 
 
@@ -126,7 +132,8 @@ def run_train(args: argparse.Namespace) -> int:
         if fixed:
             options = ", ".join("--" + name.replace("_", "-") for name in fixed)
             raise InvalidParameterError(
-                f"{options} cannot change when resuming; only --epochs, --device and --cache* can"
+                f"{options} cannot change when resuming; only --epochs, --device, --threads and "
+                f"--cache* can"
             )
         if not (args.out / "config.json").is_file():
             raise InvalidParameterError(f"nothing to resume in {args.out}")
@@ -161,12 +168,23 @@ def configure_maps(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="folder for the maps")
     parser.add_argument("--no-figures", action="store_true", help="write GIFTI files only")
     parser.add_argument("--force", action="store_true", help="overwrite existing map files")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads while computing the maps (default: torch's own choice)",
+    )
 
 
 def run_maps(args: argparse.Namespace) -> int:
     """Run ``berg maps``."""
     from berg_factortopy.maps import write_maps
+    from berg_factortopy.threads import torch_threads
 
-    written = write_maps(args.checkpoint, args.out, figures=not args.no_figures, force=args.force)
+    check_threads(args.threads, "--threads")
+    with torch_threads(args.threads):
+        written = write_maps(
+            args.checkpoint, args.out, figures=not args.no_figures, force=args.force
+        )
     print(f"wrote {len(written)} files to {args.out}")
     return 0

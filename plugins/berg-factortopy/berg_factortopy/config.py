@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from berg_core import InvalidParameterError
+from berg_factortopy.threads import check_threads
 
 __all__ = ["CACHE_MODES", "RUNTIME_FIELDS", "TrainConfig"]
 
@@ -14,7 +15,7 @@ __all__ = ["CACHE_MODES", "RUNTIME_FIELDS", "TrainConfig"]
 #: ``ram``, ``disk`` (HDF5 file) or ``none`` (run the backbone on every training step).
 CACHE_MODES = ("auto", "ram", "disk", "none")
 #: Settings a resumed run may change; all others are taken from the checkpoint.
-RUNTIME_FIELDS = ("epochs", "device", "cache", "cache_path", "cache_ram_gb")
+RUNTIME_FIELDS = ("epochs", "device", "threads", "cache", "cache_path", "cache_ram_gb")
 
 
 @dataclass
@@ -62,6 +63,9 @@ class TrainConfig:
         Training images used to estimate each channel's mean and standard deviation.
     device : str
         ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+    threads : int or None
+        torch's intra-op threads during training (``None``: leave torch's setting); on busy
+        shared cores fewer threads can be much faster (see :mod:`berg_factortopy.threads`).
     """
 
     backbone: str = "vit_b_16"
@@ -83,6 +87,7 @@ class TrainConfig:
     cache_ram_gb: float | None = None
     stats_images: int = 256
     device: str = "auto"
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -108,6 +113,7 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise InvalidParameterError(f"{name} = {value!r} must be a number >= 0")
+        check_threads(self.threads)
         if not 0 < self.val_fraction < 1:
             raise InvalidParameterError(f"val_fraction = {self.val_fraction!r} must be in (0, 1)")
         if self.cache not in CACHE_MODES:

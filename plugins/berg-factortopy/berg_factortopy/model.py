@@ -24,6 +24,7 @@ from berg_factortopy.backbones import build_backbone, check_tokens, transform_of
 from berg_factortopy.checkpoint import Checkpoint, load_checkpoint
 from berg_factortopy.layout import NSD_METADATA_CARD, checkpoint_folder, subject_metadata
 from berg_factortopy.network import FactorTopy, Selection
+from berg_factortopy.threads import torch_threads
 
 if TYPE_CHECKING:
     from berg_core.stimulus import Stimulus
@@ -139,10 +140,12 @@ class FactorTopyEncodingModel(EncodingModel):
         """Yield ``(lh, rh)`` float32 responses for consecutive batches of *stimulus*."""
         self._check_open()
         n_lh = self._sizes[0]
-        with torch.inference_mode():
-            for batch in stimulus.batches(self.batch_size):
+        threads = self.request.options.get("threads")
+        for batch in stimulus.batches(self.batch_size):
+            # torch's thread count is set per batch, never across a yield to the caller
+            with torch_threads(threads), torch.inference_mode():
                 responses = self._responses(batch).cpu().numpy()
-                yield responses[:, :n_lh], responses[:, n_lh:]
+            yield responses[:, :n_lh], responses[:, n_lh:]
 
     def close(self) -> None:
         """Free the backbone, the encoder and cached device memory."""

@@ -52,6 +52,7 @@ from berg_factortopy.layout import (
     read_config,
 )
 from berg_factortopy.network import FactorTopy, selector_penalty
+from berg_factortopy.threads import torch_threads
 from berg_factortopy.tokens import (
     TokenStore,
     build_token_store,
@@ -183,9 +184,10 @@ def train(
         Checkpoint folder (created; must not hold a checkpoint unless *resume*).
     config : TrainConfig, optional
         Settings (default: :class:`TrainConfig` ``()``). When resuming, only its runtime settings
-        (epochs, device, cache) are used; the rest come from the checkpoint.
+        (epochs, device, threads, cache) are used; the rest come from the checkpoint.
     resume : bool
         Continue the run in *out* from its last completed epoch, up to ``config.epochs``.
+        ``config.threads`` (torch's threads during the call, restored after) is this call's.
     show_progress : bool
         Progress bars for token caching and each epoch.
 
@@ -199,6 +201,20 @@ def train(
         *out* holds a checkpoint and *resume* is false, or there is nothing to resume, or the
         data differ from those of the run being resumed.
     """
+    with torch_threads(config.threads if config is not None else None):
+        return _train(data, spheres, out, config, resume=resume, show_progress=show_progress)
+
+
+def _train(
+    data: TrainingData,
+    spheres: str | os.PathLike[str] | Mapping[str, Any],
+    out: str | os.PathLike[str],
+    config: TrainConfig | None,
+    *,
+    resume: bool,
+    show_progress: bool,
+) -> TrainResult:
+    """:func:`train` under its thread setting."""
     from tqdm.auto import tqdm
 
     out = Path(out)
