@@ -10,6 +10,10 @@ and values. Any other opcode, and any global outside :data:`ALLOWED_GLOBALS` (``
 ``builtins.eval``, a class of some library), raises :class:`~berg_core.errors.ModelLoadError`;
 the allowed globals are never called either: each has a handler here that checks its arguments
 and builds the value itself.
+A few scikit-learn classes (:data:`ESTIMATORS`: the ``PCA``, ``StandardScaler`` and
+``LinearRegression`` objects the reference toolkit pickles in its THINGS EEG2 weights) are read
+as data too: scikit-learn is neither imported nor called, and each object becomes the plain dict
+of its stored attributes, which may only be numbers, strings, ``None`` and numeric arrays.
 
 The file is memory-mapped, not read: a byte payload of at least 1 MiB is skipped over, and the
 array it holds becomes a read-only :class:`numpy.memmap` of the file (pages are read when used),
@@ -60,6 +64,7 @@ __all__ = [
     "ALLOWED_GLOBALS",
     "BUDGET_FLOOR",
     "BUDGET_PER_BYTE",
+    "ESTIMATORS",
     "MAP_THRESHOLD",
     "MAX_DEPTH",
     "MAX_DIMS",
@@ -152,6 +157,25 @@ class _ArrayStub:
         self.result: np.ndarray | None = None
 
 
+class _EstimatorStub:
+    """An allow-listed scikit-learn object before its BUILD; ``result`` is its attribute dict."""
+
+    __slots__ = ("name", "result")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.result: dict[str, Any] | None = None
+
+
+class _NotData:
+    """Stands for an allow-listed scikit-learn class: instantiated as data only, never a value."""
+
+    __slots__ = ()
+
+
+_NOT_DATA = _NotData()
+
+
 class _DtypeStub:
     """``numpy.dtype(typestr, align, copy)``; ``result`` is fixed by its BUILD or first use."""
 
@@ -163,7 +187,7 @@ class _DtypeStub:
         self.result: np.dtype | None = None
 
 
-_INTERNAL = (_Global, _Span, _ArrayStub, _DtypeStub)
+_INTERNAL = (_Global, _Span, _ArrayStub, _DtypeStub, _EstimatorStub)
 _INTERNAL_KINDS = frozenset(_INTERNAL)
 _MUTABLE = (list, dict, set, OrderedDict)
 _MUTABLE_KINDS = frozenset(_MUTABLE)
@@ -185,6 +209,21 @@ _PY2_NAMES = {
     ("__builtin__", "xrange"): ("builtins", "range"),
     ("__builtin__", "bytes"): ("builtins", "bytes"),
 }
+
+
+#: scikit-learn classes whose pickled objects are read as the dict of their stored attributes
+#: (``{"components_": array, "mean_": array, "n_components": 250, ...}``), without importing
+#: scikit-learn or calling anything: each class under its module paths since scikit-learn 0.20.
+ESTIMATORS: frozenset[tuple[str, str]] = frozenset(
+    [
+        ("sklearn.decomposition._pca", "PCA"),
+        ("sklearn.decomposition.pca", "PCA"),
+        ("sklearn.preprocessing._data", "StandardScaler"),
+        ("sklearn.preprocessing.data", "StandardScaler"),
+        ("sklearn.linear_model._base", "LinearRegression"),
+        ("sklearn.linear_model.base", "LinearRegression"),
+    ]
+)
 
 
 def _table() -> dict[tuple[str, str], tuple[Any, str | None, str | None]]:
@@ -217,6 +256,10 @@ def _table() -> dict[tuple[str, str], tuple[Any, str | None, str | None]]:
             ),
         }
     )
+    # scikit-learn objects the reference toolkit pickles (its THINGS EEG2 weights hold one PCA
+    # per repetition): never imported nor called; each becomes the dict of its stored attributes
+    for module, name in ESTIMATORS:
+        table[(module, name)] = (_NOT_DATA, None, "_new_estimator")
     return table
 
 
@@ -240,6 +283,18 @@ def _brief(value: Any) -> str:
 
 def _describe(args: tuple[Any, ...]) -> str:
     return "(" + ", ".join(type(arg).__name__.lstrip("_") for arg in args) + ")"
+
+
+def _estimator_value(item: Any, nested: bool = False) -> bool:
+    """Whether *item* may be an attribute of a scikit-learn object read as data."""
+    kind = type(item)
+    if kind in (str, int, float, bool, type(None)):
+        return True
+    if isinstance(item, (np.ndarray, np.generic)):
+        return item.dtype.kind in "biufcUS"
+    if kind in (list, tuple) and not nested:
+        return all(_estimator_value(element, True) for element in item)
+    return False
 
 
 def _canonical_dtype(dtype: np.dtype) -> np.dtype:
@@ -322,6 +377,8 @@ class _Machine:
         self.sealed: set[int] = set()
         # id -> [tuple holding stubs or spans, its resolved twin]; keeps the tuple alive
         self.impure: dict[int, Any] = {}
+        # the allowed global whose handler runs (handlers receive only the arguments)
+        self.calling: _Global | None = None
         self.dispatch: dict[int, Callable[[], Any]] = {
             code: getattr(self, method) for code, method in _OPCODES.items()
         }
@@ -401,7 +458,13 @@ class _Machine:
             return item.result
         if kind is _DtypeStub:
             return self.dtype(item)
+        if kind is _EstimatorStub:
+            if item.result is None:
+                raise _Corrupt(f"{item.name} used before its state was set, at byte {self.op_pos}")
+            return item.result
         if kind is _Global:
+            if item.obj is _NOT_DATA:
+                raise _Refused(f"refusing {item.name} as a value: {_REFUSAL}")
             return item.obj
         return item
 
@@ -961,6 +1024,7 @@ class _Machine:
         if type(args) is not tuple:
             raise _Corrupt(f"arguments of {func.name} are not a tuple, at byte {self.op_pos}")
         self.adopt(args)
+        self.calling = func
         result = getattr(self, handler)(args)
         if result is None:
             raise _Refused(f"refusing to call {func.name}{_describe(args)}: {_REFUSAL}")
@@ -975,6 +1039,8 @@ class _Machine:
             if target.result is not None:
                 raise _Refused(f"refusing to change a dtype already in use: {_REFUSAL}")
             target.result = self.make_dtype(target, state)
+        elif type(target) is _EstimatorStub:
+            self.stack[-1] = self.build_estimator(target, self.value(state))
         else:
             raise _Refused(f"refusing BUILD on a {type(target).__name__}: {_REFUSAL}")
 
@@ -1016,7 +1082,32 @@ class _Machine:
         stub.result = array
         return array
 
+    def build_estimator(self, stub: _EstimatorStub, state: Any) -> dict[str, Any]:
+        """A scikit-learn object's ``__setstate__``: its attributes, kept as a plain dict.
+
+        Only names mapped to numbers, strings, ``None``, numeric numpy arrays and scalars, and
+        flat lists or tuples of numbers and strings are accepted: anything else (a class, a
+        function, a nested object) is refused.
+        """
+        if stub.result is not None:
+            raise _Refused(f"refusing to change a {stub.name} already built: {_REFUSAL}")
+        if type(state) is not dict:
+            raise _Refused(f"refusing {stub.name} with a {type(state).__name__} state: {_REFUSAL}")
+        for key, item in state.items():
+            if type(key) is not str or not _estimator_value(item):
+                raise _Refused(
+                    f"refusing {stub.name} whose attribute {_brief(key)} is {_brief(item)}: "
+                    f"only numbers, strings, None and numeric arrays are read from it"
+                )
+        depth, size = self.adopt(list(state.values()))
+        stub.result = self.new(dict(state), 1 + depth, 1 + size)
+        return stub.result
+
     # -- handlers of the allowed globals (None: refuse these arguments) -----------------------
+
+    def _new_estimator(self, args: tuple[Any, ...]) -> _EstimatorStub | None:
+        name = self.calling.name if self.calling is not None else "an estimator"
+        return _EstimatorStub(name) if args == () else None
 
     def _call_reconstruct(self, args: tuple[Any, ...]) -> _ArrayStub | None:
         if len(args) != 3 or type(args[0]) is not _Global or args[0].obj is not np.ndarray:
