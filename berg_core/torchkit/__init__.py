@@ -6,7 +6,10 @@ builds their models, so that registering them stays cheap. It provides:
 * :func:`resolve_device` - ``"auto"`` -> CUDA when available, else CPU; clear errors otherwise;
 * :func:`build_seeded` / :func:`load_pretrained` / :func:`checkpoint_path` - torchvision
   backbones, seeded exactly like the reference toolkit or read from torchvision's cache, without
-  touching the caller's random state;
+  touching the caller's random state; :func:`shared_backbone` - one network per process for the
+  models of the same spec;
+* :func:`feature_cache` - the process's bounded, content-keyed cache of backbone features
+  (``BERG_FEATURE_CACHE_BYTES``);
 * :class:`Preprocessor` - the weights' own transform, applied batch by batch on the device;
 * :class:`NodeFeatureExtractor` - flattened outputs of named nodes, concatenated into ``(B, D)``;
 * :class:`LinearReadout` - scaler -> PCA -> float32 -> linear regression(s) in float32 torch;
@@ -19,7 +22,14 @@ builds their models, so that registering them stays cheap. It provides:
 See ``docs/torchkit.md``.
 """
 
-from berg_core.torchkit.backbones import build_seeded, checkpoint_path, load_pretrained
+from berg_core.torchkit.backbones import (
+    SharedBackbone,
+    build_seeded,
+    checkpoint_path,
+    load_pretrained,
+    shared_backbone,
+)
+from berg_core.torchkit.cache import FeatureCache, feature_cache
 from berg_core.torchkit.device import empty_device_cache, resolve_device
 from berg_core.torchkit.family import (
     IMAGENET_MEAN,
@@ -47,19 +57,23 @@ __all__ = [
     "PCA_KEYS",
     "REGRESSION_KEYS",
     "SCALER_KEYS",
+    "FeatureCache",
     "FeatureReadoutModel",
     "ImageTransform",
     "LinearReadout",
     "MatrixReadout",
     "NodeFeatureExtractor",
     "Preprocessor",
+    "SharedBackbone",
     "build_readout_model",
     "build_seeded",
     "checkpoint_path",
     "default_batch_size",
     "empty_device_cache",
+    "feature_cache",
     "load_pretrained",
     "readout_from_arrays",
     "resolve_device",
+    "shared_backbone",
     "torchvision_backbone",
 ]

@@ -9,16 +9,89 @@ raises :class:`~berg_core.errors.ModelLoadError` naming the file and where to pu
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from berg_core.errors import ModelLoadError
+from berg_core.errors import ModelLoadError, PluginError
 
-__all__ = ["build_seeded", "checkpoint_path", "load_pretrained"]
+__all__ = [
+    "SharedBackbone",
+    "build_seeded",
+    "checkpoint_path",
+    "load_pretrained",
+    "shared_backbone",
+]
+
+
+@dataclass(frozen=True)
+class SharedBackbone:
+    """The recipe of a backbone that models of the same spec share within a process.
+
+    Give it to :func:`~berg_core.torchkit.build_readout_model` (or
+    :class:`~berg_core.torchkit.NodeFeatureExtractor`) instead of a built network: the first
+    model calls *build*; later ones with the same *key*, nodes, device and memory format reuse
+    that network (frozen, in eval mode) while any of them is open. Closing them all frees it.
+
+    Parameters
+    ----------
+    key : hashable
+        Says which network *build* returns: equal keys must mean equal weights. Use
+        :func:`shared_backbone` for torchvision networks, which derives it.
+    build : callable
+        Returns the network on the CPU.
+    """
+
+    key: Hashable
+    build: Callable[[], nn.Module]
+
+
+def shared_backbone(
+    builder: Callable[..., nn.Module], *, weights: Any = None, seed: int | None = None
+) -> SharedBackbone:
+    """A torchvision network, pretrained (*weights*) or seeded, shared between models.
+
+    The key is the builder and the seed, or the builder, the weights and the cached file's path,
+    size and modification time (a replaced file is read again).
+
+    Parameters
+    ----------
+    builder : callable
+        A torchvision model builder, e.g. ``torchvision.models.alexnet``.
+    weights : torchvision Weights member, optional
+        Pretrained weights (:func:`load_pretrained`).
+    seed : int, optional
+        Without *weights*: the seed of the initial weights (:func:`build_seeded`).
+
+    Returns
+    -------
+    SharedBackbone
+    """
+    name = f"{builder.__module__}.{builder.__qualname__}"
+    if (weights is None) == (seed is None):
+        raise PluginError(
+            f"shared_backbone({builder.__name__}): give weights= (pretrained) or seed= "
+            f"(untrained), exactly one; got weights={weights!r}, seed={seed!r}"
+        )
+    if weights is None:
+        return SharedBackbone(
+            ("seeded", name, int(seed)),  # type: ignore[arg-type]
+            lambda: build_seeded(builder, int(seed), weights=None),  # type: ignore[arg-type]
+        )
+    path = checkpoint_path(weights)
+    try:
+        stat = path.stat()
+        version: tuple[Any, ...] = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
+    except OSError:
+        version = ("missing",)
+    return SharedBackbone(
+        ("pretrained", name, str(weights), str(path), version),
+        lambda: load_pretrained(builder, weights),
+    )
 
 
 def build_seeded(builder: Callable[..., nn.Module], seed: int, **kwargs: Any) -> nn.Module:

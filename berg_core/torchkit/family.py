@@ -33,7 +33,7 @@ from berg_core.cards import Output
 from berg_core.checks import Location, require_mapping
 from berg_core.encoder import LoadRequest
 from berg_core.errors import ModelLoadError, PluginError
-from berg_core.torchkit.backbones import build_seeded, load_pretrained
+from berg_core.torchkit.backbones import SharedBackbone, build_seeded, load_pretrained
 from berg_core.torchkit.device import resolve_device
 from berg_core.torchkit.features import NodeFeatureExtractor
 from berg_core.torchkit.model import FeatureReadoutModel
@@ -255,7 +255,7 @@ def _full_shape(output: Output) -> tuple[int, ...] | None:
 def build_readout_model(
     request: LoadRequest,
     *,
-    backbone: nn.Module,
+    backbone: nn.Module | SharedBackbone,
     nodes: Sequence[str],
     preprocessing: Any,
     readout: Mapping[str, Any] | LinearReadout | MatrixReadout,
@@ -272,8 +272,10 @@ def build_readout_model(
     ----------
     request : LoadRequest
         What the loader received; its device, batch size option and card are used.
-    backbone : torch.nn.Module
-        The network, e.g. from :func:`torchvision_backbone`.
+    backbone : torch.nn.Module or SharedBackbone
+        The network, e.g. from :func:`torchvision_backbone`, or a recipe from
+        :func:`~berg_core.torchkit.shared_backbone`: built once and shared by the models of
+        the same spec while one is open.
     nodes : sequence of str
         The nodes whose outputs, flattened and concatenated in this order, are the features
         (names as :func:`torchvision.models.feature_extraction.get_graph_node_names` gives).

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from berg_core.encoder import EncodingModel, LoadRequest
+from berg_core.torchkit.cache import feature_cache, feature_key
 from berg_core.torchkit.device import empty_device_cache
 from berg_core.torchkit.features import NodeFeatureExtractor
 from berg_core.torchkit.preprocess import Preprocessor
@@ -33,6 +34,9 @@ class FeatureReadoutModel(EncodingModel):
     """Preprocess -> backbone node features -> :class:`LinearReadout`, one batch at a time.
 
     Plugins build the three parts (usually in their loader) and subclass this to add metadata.
+    Backbone features are looked up in the process's content-keyed feature cache
+    (:mod:`berg_core.torchkit.cache`) first, so models sharing a backbone and preprocessing
+    (NSD's subjects and ROIs) run the network once per image set.
     :meth:`encode_batches` runs under :func:`torch.inference_mode` and yields one float32 numpy
     array per readout head; the core's one encode loop (:meth:`berg_core.EncodingModel.iter_rows`)
     writes them into preallocated arrays or streams them to a file.
@@ -135,8 +139,25 @@ class FeatureReadoutModel(EncodingModel):
         self, batch: np.ndarray | list[np.ndarray], out: tuple[torch.Tensor, ...] | None = None
     ) -> tuple[torch.Tensor, ...]:
         """Responses of one stimulus batch (call under :func:`torch.inference_mode`)."""
+        return self.readout(self._features(batch), out=out)
+
+    def _features(self, batch: np.ndarray | list[np.ndarray]) -> torch.Tensor:
+        """Backbone features of one batch, from the process's feature cache when there.
+
+        The key covers the weights, the preprocessing, the nodes, the device and the batch's
+        bytes (:mod:`berg_core.torchkit.cache`); the result may be modified in place.
+        """
+        cache = feature_cache()
+        described = self.preprocessor.identity() if cache.enabled else None
+        if described is None:
+            return self.extractor(self.preprocessor(batch))
+        key = feature_key(self.extractor.identity(), described, batch)
+        stored = cache.get(key)
+        if stored is not None:
+            return stored.to(self.device, copy=True)
         features = self.extractor(self.preprocessor(batch))
-        return self.readout(features, out=out)
+        cache.put(key, features)
+        return features
 
     def encode_batches(self, stimulus: Stimulus) -> Iterator[tuple[np.ndarray, ...]]:
         """Yield ``float32`` responses for consecutive batches of *stimulus*."""

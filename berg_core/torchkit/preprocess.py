@@ -133,6 +133,26 @@ class Preprocessor:
             start += image.shape[0]
         return out.sub_(self.mean).div_(self.std)  # normalize: sub_(mean).div_(std)
 
+    def identity(self) -> tuple[object, ...] | None:
+        """Every parameter of the computation, for the feature cache; ``None`` when unknown.
+
+        A torchvision preset or an :class:`~berg_core.torchkit.ImageTransform` is described by
+        its sizes, interpolation, antialiasing, mean, std and the memory format; an arbitrary
+        callable cannot be described, so its features are never cached.
+        """
+        if not self._preset:
+            return None
+        return (
+            "preset",
+            tuple(int(n) for n in self.resize_size),
+            tuple(int(n) for n in self.crop_size),
+            str(self.interpolation),
+            bool(self.antialias),
+            tuple(float(v) for v in self.mean.flatten().tolist()),
+            tuple(float(v) for v in self.std.flatten().tolist()),
+            bool(self.channels_last),
+        )
+
     def _output(self, rows: int, shape: tuple[int, ...]) -> torch.Tensor:
         buffer = self._buffer
         if buffer is None or buffer.shape[0] < rows or tuple(buffer.shape[1:]) != shape:

@@ -28,6 +28,7 @@ from berg_core.torchkit import (
     build_seeded,
     load_pretrained,
     resolve_device,
+    shared_backbone,
 )
 from berg_nsd.cards import N_VERTICES, SPECS, BackboneSpec
 from berg_nsd.files import HEMIS, file_path, load_metadata, load_weights, require, roi_tables
@@ -162,7 +163,11 @@ def load(request: LoadRequest) -> EncodingModel:
     del weights
     return build_readout_model(
         request,
-        backbone=build_backbone(spec),
+        backbone=shared_backbone(  # one network per process for every subject and ROI
+            getattr(torchvision.models, spec.builder),
+            weights=_weights_enum(spec) if spec.pretrained else None,
+            seed=None if spec.pretrained else spec.seed,
+        ),
         nodes=spec.nodes,
         preprocessing=_weights_enum(spec),
         readout=readout,
