@@ -3,9 +3,11 @@
 Batches go through berg-core's torch blocks, as at inference: :class:`~berg_core.torchkit.
 Preprocessor` (the weights' own transform, on uint8 tensors) and
 :class:`~berg_core.torchkit.NodeFeatureExtractor` (node outputs flattened and concatenated).
-The HDF5 cache holds one float32 row per image in chunks of 64 rows x 4,096 features, so the
-PCA can read column blocks of all rows; the number of finished rows is stored with the data
-after every 64 rows, and an interrupted extraction continues from there.
+Images are read one batch ahead on a background thread (:class:`~berg_train.prefetch.
+Prefetcher`), so reading overlaps the forward pass. The HDF5 cache holds one float32 row per image
+in chunks of 64 rows x 4,096 features, so the PCA can read column blocks of all rows; the number
+of finished rows is stored with the data after every 64 rows, and an interrupted extraction
+continues from there.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from berg_train.backbones import Backbone, resolve_backbone
+from berg_train.prefetch import Prefetcher
 
 __all__ = [
     "ROWS_PER_CHUNK",
@@ -104,6 +107,12 @@ def _batch_size(extractor: FeatureExtractor, batch_size: int | None) -> int:
     return ROWS_PER_CHUNK // 2 if extractor.device.type == "cpu" else ROWS_PER_CHUNK
 
 
+def _batches(images: ImageSource, start: int, stop: int, step: int) -> Prefetcher:
+    """Image batches ``start:stop`` in steps of *step*, each loaded ahead on a worker thread."""
+    ranges = [range(first, min(stop, first + step)) for first in range(start, stop, step)]
+    return Prefetcher(images.load, ranges, depth=1)
+
+
 def extract_array(
     backbone: Backbone | str | FeatureExtractor,
     images: ImageSource,
@@ -122,11 +131,13 @@ def extract_array(
     n = len(images)
     out = np.empty((n, extractor.feature_dim), dtype=np.float32)
     step = _batch_size(extractor, batch_size)
-    with tqdm(total=n, desc=desc, unit="img", disable=not show_progress) as bar:
-        for start in range(0, n, step):
-            stop = min(n, start + step)
-            out[start:stop] = extractor(images.load(range(start, stop)))
-            bar.update(stop - start)
+    with (
+        tqdm(total=n, desc=desc, unit="img", disable=not show_progress) as bar,
+        _batches(images, 0, n, step) as batches,
+    ):
+        for rows, batch in batches:
+            out[rows.start : rows.stop] = extractor(batch)
+            bar.update(len(rows))
     return out
 
 
@@ -184,6 +195,7 @@ def extract_to_h5(
     with (
         h5py.File(path, mode, rdcc_nbytes=64 * 1024 * 1024) as h5,
         tqdm(total=n, initial=done, desc="Features", unit="img", disable=not show_progress) as bar,
+        _batches(images, done, n, step) as batches,
     ):
         if not done:
             h5.attrs["key"] = key
@@ -201,9 +213,8 @@ def extract_to_h5(
         buffer = np.empty((ROWS_PER_CHUNK, dim), dtype=np.float32)
         block_start = done
         filled = 0
-        for start in range(done, n, step):
-            stop = min(n, start + step)
-            rows = extractor(images.load(range(start, stop)))
+        for batch_rows, batch in batches:
+            rows = extractor(batch)
             offset = 0
             while offset < rows.shape[0]:
                 take = min(rows.shape[0] - offset, ROWS_PER_CHUNK - filled)
@@ -216,7 +227,7 @@ def extract_to_h5(
                     filled = 0
                     h5.attrs["done"] = block_start
                     h5.flush()
-            bar.update(stop - start)
+            bar.update(len(batch_rows))
         if filled:
             dataset[block_start : block_start + filled] = buffer[:filled]
             h5.attrs["done"] = block_start + filled

@@ -111,20 +111,57 @@ class NSDImages:
     def __getstate__(self) -> dict[str, Any]:
         return {"path": self.path, "ids": self.ids, "_h5": None}
 
-    def load(self, indices: Sequence[int]) -> np.ndarray:
-        """uint8 ``(B, 3, H, W)`` images at feature rows *indices*."""
+    def _brick(self) -> Any:
         import h5py
 
         if self._h5 is None:
             self._h5 = h5py.File(self.path, "r")
-        ids = self.ids[np.asarray(list(indices), dtype=np.int64)]
-        order = np.argsort(ids, kind="stable")
-        unique, inverse = np.unique(ids[order], return_inverse=True)
+        if "imgBrick" not in self._h5:
+            raise InvalidParameterError(f"NSD stimuli {self.path} have no dataset 'imgBrick'")
         brick = self._h5["imgBrick"]
-        block = brick[unique.tolist()] if unique.size > 1 else brick[int(unique[0])][None]
-        images = np.empty((ids.size, *block.shape[1:]), dtype=np.uint8)
-        images[order] = block[inverse]
-        return np.ascontiguousarray(images.transpose(0, 3, 1, 2))
+        if brick.ndim != 4 or brick.shape[-1] != 3 or brick.dtype != np.uint8:
+            raise InvalidParameterError(
+                f"NSD stimuli {self.path}: imgBrick is {brick.dtype} {brick.shape}; expected "
+                f"uint8 (images, height, width, 3)"
+            )
+        return brick
+
+    def load(self, indices: Sequence[int]) -> np.ndarray:
+        """uint8 ``(B, 3, H, W)`` images at feature rows *indices* (any order, repeats allowed).
+
+        Each distinct image is read once, in ascending id order, one image per read: NSD's
+        ``imgBrick`` is stored in chunks of one image, and h5py's list indexing
+        (``imgBrick[[i, j, ...]]``) is about 70 times slower than reading the same images one by
+        one in index order. The images are then put in the requested order.
+
+        Raises
+        ------
+        berg_core.InvalidParameterError
+            A feature row outside ``0 .. len(self) - 1``, or an image id outside ``imgBrick``.
+        """
+        rows = np.asarray(list(indices), dtype=np.int64)
+        if rows.size and (rows.min() < 0 or rows.max() >= self.ids.size):
+            bad = int(rows[(rows < 0) | (rows >= self.ids.size)][0])
+            raise InvalidParameterError(
+                f"NSD image rows: row {bad} requested; allowed 0..{self.ids.size - 1}"
+            )
+        brick = self._brick()
+        height, width = int(brick.shape[1]), int(brick.shape[2])
+        ids = self.ids[rows]
+        unique, inverse = np.unique(ids, return_inverse=True)  # ascending
+        if unique.size and (unique[0] < 0 or unique[-1] >= brick.shape[0]):
+            bad = int(unique[0] if unique[0] < 0 else unique[-1])
+            raise InvalidParameterError(
+                f"NSD image id {bad} is outside imgBrick of {self.path} "
+                f"(allowed 0..{brick.shape[0] - 1})"
+            )
+        block = np.empty((unique.size, height, width, 3), dtype=np.uint8)
+        for position, image_id in enumerate(unique.tolist()):
+            brick.read_direct(block, np.s_[image_id], np.s_[position])
+        images = np.empty((ids.size, 3, height, width), dtype=np.uint8)
+        for position, source in enumerate(inverse.reshape(-1).tolist()):
+            images[position] = block[source].transpose(2, 0, 1)
+        return images
 
     def close(self) -> None:
         """Close the HDF5 file."""
