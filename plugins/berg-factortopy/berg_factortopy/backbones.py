@@ -78,6 +78,7 @@ __all__ = [
     "build_backbone",
     "check_tokens",
     "transform_of",
+    "whole_image_transform",
 ]
 
 #: ImageNet channel means and standard deviations (torchvision's presets).
@@ -100,7 +101,8 @@ class TokenBackbone(Protocol):
 
 @dataclass
 class ImageTransform:
-    """Resize the shorter side, centre-crop a square, scale to [0, 1] and normalise.
+    """Resize the shorter side and centre-crop a square (or resize the whole image to the
+    square), scale to [0, 1] and normalise.
 
     It has the attributes of torchvision's ``ImageClassification`` presets, so
     :class:`berg_core.torchkit.Preprocessor` runs it on its fast path.
@@ -113,6 +115,9 @@ class ImageTransform:
         Shorter side after resizing (default: *size*, i.e. no crop for square images).
     mean, std : sequence of float
         Per-channel normalisation (default: ImageNet's).
+    whole : bool
+        Resize the whole image to ``size x size`` (other aspect ratios are stretched) instead of
+        resizing the shorter side and cropping the centre; *resize* is then unused.
     """
 
     size: int = 224
@@ -121,11 +126,13 @@ class ImageTransform:
     std: Sequence[float] = IMAGENET_STD
     interpolation: InterpolationMode = field(default=InterpolationMode.BILINEAR)
     antialias: bool = True
+    whole: bool = False
 
     @property
     def resize_size(self) -> list[int]:
-        """Shorter side after resizing, as torchvision's presets store it."""
-        return [self.resize or self.size]
+        """Shorter side after resizing, as torchvision's presets store it (``[size, size]``:
+        the whole image to the square)."""
+        return [self.size, self.size] if self.whole else [self.resize or self.size]
 
     @property
     def crop_size(self) -> list[int]:
@@ -141,10 +148,40 @@ class ImageTransform:
         return tvf.normalize(x, list(self.mean), list(self.std))
 
 
-def transform_of(backbone: Any) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The backbone's ``transform`` attribute, or :class:`ImageTransform` ``(224)``."""
+def transform_of(backbone: Any, *, whole_image: bool = False) -> Callable[[torch.Tensor], Any]:
+    """The backbone's preprocessing: its ``transform`` attribute, or :class:`ImageTransform` (224).
+
+    Parameters
+    ----------
+    backbone : object
+    whole_image : bool
+        Resize the whole image to the transform's input size instead of cropping its centre
+        (:func:`whole_image_transform`): FactorTopy's locations then cover the whole image.
+    """
     transform = getattr(backbone, "transform", None)
-    return transform if transform is not None else ImageTransform(224)
+    transform = transform if transform is not None else ImageTransform(224)
+    return whole_image_transform(transform) if whole_image else transform
+
+
+def whole_image_transform(transform: Any) -> Any:
+    """*transform* resizing the whole image to its input size, without the centre crop.
+
+    A torchvision ``ImageClassification`` preset or an :class:`ImageTransform` (anything with
+    ``crop_size``, ``mean``, ``std``, ``interpolation`` and ``antialias``) becomes an
+    :class:`ImageTransform` with ``whole=True`` of the preset's crop size, normalisation and
+    interpolation. Any other callable is returned as it is: it decides its own geometry.
+    """
+    steps = ("crop_size", "mean", "std", "interpolation", "antialias")
+    if not all(hasattr(transform, name) for name in steps):
+        return transform
+    return ImageTransform(
+        size=int(transform.crop_size[0]),
+        mean=tuple(transform.mean),
+        std=tuple(transform.std),
+        interpolation=transform.interpolation,
+        antialias=bool(transform.antialias),
+        whole=True,
+    )
 
 
 def check_tokens(tokens: Any, where: str = "get_tokens") -> Tokens:

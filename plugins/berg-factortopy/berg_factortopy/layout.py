@@ -39,11 +39,13 @@ __all__ = [
     "METRICS_FILE",
     "MODEL_ID",
     "NSD_METADATA_CARD",
+    "PREPROCESSING",
     "STATE_FILE",
     "WEIGHTS_FILE",
     "berg_dir_checkpoint",
     "checkpoint_folder",
     "load_metadata",
+    "preprocessing_of",
     "read_accuracy",
     "read_config",
     "subject_metadata",
@@ -57,6 +59,10 @@ WEIGHTS_FILE = "model.pt"
 ACCURACY_FILE = "accuracy.npz"
 STATE_FILE = "training_state.pt"
 METRICS_FILE = "metrics.json"
+#: ``config.json``'s ``preprocessing``: ``whole-image`` (the image resized to the backbone's
+#: input size, so that the selectors' locations span the whole image) or ``centre-crop`` (the
+#: backbone's own transform as is; checkpoints without the key, from berg-factortopy < 0.2).
+PREPROCESSING = ("whole-image", "centre-crop")
 #: The NSD model whose per-subject metadata file (ROIs, noise ceilings) FactorTopy reads: the
 #: ``fmri`` part of the metadata is the same for every NSD fsaverage model.
 NSD_METADATA_CARD: ModelCard = NSD_CARDS["fmri-nsd_fsaverage-alexnet_untrained"]
@@ -221,3 +227,19 @@ def load_metadata(card: ModelCard, berg_dir: Path, subject: int) -> dict[str, An
     """
     folder = berg_dir_checkpoint(berg_dir, subject)
     return subject_metadata(berg_dir, subject, folder, require_nsd=True)
+
+
+def preprocessing_of(config: dict[str, Any]) -> str:
+    """The preprocessing a checkpoint's ``config.json`` was trained with (:data:`PREPROCESSING`).
+
+    Raises
+    ------
+    ModelLoadError
+        An unknown value.
+    """
+    value = config.get("preprocessing", "centre-crop")
+    if value not in PREPROCESSING:
+        raise ModelLoadError(
+            f"config.json: preprocessing = {value!r} is not one of {', '.join(PREPROCESSING)}"
+        )
+    return str(value)

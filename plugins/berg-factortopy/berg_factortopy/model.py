@@ -22,7 +22,12 @@ from berg_core import EncodingModel, InvalidParameterError, LoadRequest, OutputW
 from berg_core.torchkit import Preprocessor, default_batch_size, empty_device_cache, resolve_device
 from berg_factortopy.backbones import build_backbone, check_tokens, transform_of
 from berg_factortopy.checkpoint import Checkpoint, load_checkpoint
-from berg_factortopy.layout import NSD_METADATA_CARD, checkpoint_folder, subject_metadata
+from berg_factortopy.layout import (
+    NSD_METADATA_CARD,
+    checkpoint_folder,
+    preprocessing_of,
+    subject_metadata,
+)
 from berg_factortopy.network import FactorTopy, Selection
 from berg_factortopy.threads import torch_threads
 
@@ -82,7 +87,8 @@ class FactorTopyEncodingModel(EncodingModel):
         # only the token path is needed on the device: selectors and readout are precomputed
         self.network: FactorTopy = network.to(device)
         self.backbone = backbone
-        self.preprocessor = Preprocessor(transform_of(backbone), device)
+        whole = preprocessing_of(checkpoint.config) == "whole-image"
+        self.preprocessor = Preprocessor(transform_of(backbone, whole_image=whole), device)
         self._metadata: dict[str, Any] | None = None
 
     def output_sizes(self) -> tuple[int, ...]:

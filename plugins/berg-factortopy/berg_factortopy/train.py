@@ -49,6 +49,7 @@ from berg_factortopy.layout import (
     MODEL_ID,
     STATE_FILE,
     WEIGHTS_FILE,
+    preprocessing_of,
     read_config,
 )
 from berg_factortopy.network import FactorTopy, selector_penalty
@@ -250,7 +251,12 @@ def _train(
     backbone = build_backbone(config.backbone, config.backbone_kwargs)
     if isinstance(backbone, torch.nn.Module):
         backbone.to(device)
-    preprocessor = Preprocessor(transform_of(backbone), device)
+    # the whole image, resized to the backbone's input size: the selectors' locations are where
+    # in the image a vertex looks, so nothing may be cropped away (a resumed run keeps its own)
+    preprocessing = preprocessing_of(stored) if resume else "whole-image"
+    preprocessor = Preprocessor(
+        transform_of(backbone, whole_image=preprocessing == "whole-image"), device
+    )
     train_idx, val_idx = _split(len(data), config)
     coords = torch.from_numpy(vertex_coords(spheres, data.lh_vertices, data.rh_vertices))
     store = build_token_store(
@@ -262,6 +268,7 @@ def _train(
         fingerprint={
             "backbone": config.backbone,
             "backbone_kwargs": config.backbone_kwargs,
+            "preprocessing": preprocessing,
             "images": images_fingerprint(data.images),
         },
         ram_bytes=None if config.cache_ram_gb is None else int(config.cache_ram_gb * 2**30),
@@ -302,6 +309,7 @@ def _train(
         "model_id": MODEL_ID,
         "subject": int(data.subject),
         "layers": list(layers),
+        "preprocessing": preprocessing,
         "local_channels": [store.local_shapes[name][0] for name in layers],
         "global_channels": [store.global_shapes[name][0] for name in layers],
         "local_shapes": {name: list(store.local_shapes[name]) for name in layers},

@@ -33,7 +33,8 @@ def test_registered_like_the_nsd_models(berg: BERG):
     assert info["subjects"] == [1, 2, 3, 4, 5, 6, 7, 8]
     assert list(info["outputs"]) == ["lh", "rh"]
     assert info["selection_keys"] == ["roi", "lh_vertices", "rh_vertices"]
-    assert list(info["options"]) == ["batch_size", "checkpoint"]
+    assert list(info["options"]) == ["batch_size", "checkpoint", "threads"]
+    assert info["option_specs"]["threads"]["type"] == "integer | null"
     assert info["option_specs"]["checkpoint"]["type"] == "string | null"
     assert "berg train factortopy" in info["option_specs"]["checkpoint"]["description"]
     assert list(info["files"]) == [
