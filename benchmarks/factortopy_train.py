@@ -1,4 +1,4 @@
-"""Benchmark: FactorTopy training with and without the token cache (berg-factortopy).
+"""Benchmark: FactorTopy training, current readout against 0.1's, with and without token cache.
 
 Writes a synthetic subject in the Algonauts 2023 layout into a work folder (smooth random PNG
 images, responses of ``--vertices`` fsaverage vertices per hemisphere, FreeSurfer-format
@@ -16,12 +16,21 @@ resident memory (``ru_maxrss``: interpreter, torch, backbone, cache, data) and, 
 GPU memory. The parent prints them with the ratios against ``none``, and checks that every mode
 reached the same validation R² (float16 tokens against float32 ones).
 
+Each cache mode runs with each ``--readouts``: ``current`` (:meth:`FactorTopy.readout`: one
+``embedding_bag`` gather over all layers, readout by elementwise product and sum) and
+``reference`` (:func:`reference_readout`, berg-factortopy 0.1's: ``grid_sample`` per layer on a
+grid repeated for every image, then ``einsum("bdv,vd->bv")``), and the parent prints the
+``current / reference`` training throughput. By default only the RAM cache runs (the setting
+whose speed the readout decides); ``--modes ram disk none`` adds the cache comparison.
+
 The backbone is a built-in with random weights (``pretrained: false``: nothing is downloaded),
 whose cost equals the pretrained network's.
 
 Usage::
 
     python benchmarks/factortopy_train.py                          # ViT-B/16, CPU
+    python benchmarks/factortopy_train.py --full                   # 10,000 vertices/hemisphere
+    python benchmarks/factortopy_train.py --modes ram disk none --readouts current
     python benchmarks/factortopy_train.py --backbone vit_b_32 --vertices 20000 --device cuda
 
 How much the cache saves depends on what dominates a training step: the backbone's forward pass
@@ -44,6 +53,27 @@ import numpy as np
 from harness import current_rss_mb, peak_rss_mb, print_result, spawn
 
 MODES = ("ram", "disk", "none")
+READOUTS = ("reference", "current")
+
+
+def reference_readout(maps: Any, globals_: Any, selection: Any, weight: Any, bias: Any) -> Any:
+    """berg-factortopy 0.1's readout: ``grid_sample`` per layer, then an einsum (the baseline)."""
+    import torch
+    from torch.nn import functional
+
+    batch = globals_.shape[0]
+    vertices = selection.location.shape[0]
+    grid = selection.location.view(1, vertices, 1, 2).expand(batch, vertices, 1, 2)
+    local = None
+    for index, fmap in enumerate(maps):
+        sampled = functional.grid_sample(
+            fmap, grid, mode="bilinear", padding_mode="border", align_corners=False
+        ).squeeze(3)  # (B, D, V)
+        term = sampled * selection.layer[:, index]
+        local = term if local is None else local + term
+    global_ = globals_ @ selection.layer.T  # (B, D, V)
+    mixed = torch.lerp(local, global_, selection.scale)
+    return torch.einsum("bdv,vd->bv", mixed, weight) + bias
 
 
 def write_subject(workdir: Path, images: int, size: int, vertices: int, seed: int = 0) -> None:
@@ -81,8 +111,11 @@ def run_child(args: argparse.Namespace) -> None:
     import torch
     from berg_factortopy.config import TrainConfig
     from berg_factortopy.data import TrainingData
+    from berg_factortopy.network import FactorTopy
     from berg_factortopy.train import train
 
+    if args.readout == "reference":
+        FactorTopy.readout = staticmethod(reference_readout)  # type: ignore[method-assign]
     workdir = Path(args.workdir)
     data = TrainingData.from_algonauts(workdir / "subj01")
     config = TrainConfig(
@@ -93,6 +126,7 @@ def run_child(args: argparse.Namespace) -> None:
         cache=args.run,
         cache_dtype="float16",
         device=args.device,
+        threads=args.threads,
     )
     out = Path(tempfile.mkdtemp(dir=workdir, prefix=f"ckpt-{args.run}-"))
     baseline = current_rss_mb()
@@ -105,6 +139,7 @@ def run_child(args: argparse.Namespace) -> None:
     print_result(
         {
             "mode": args.run,
+            "readout": args.readout,
             "n_train": n_train,
             "n_val": len(result.val_indices),
             "vertices": data.n_vertices,
@@ -130,14 +165,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per mode (best is kept)")
-    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=["ram"])
+    parser.add_argument("--readouts", nargs="+", choices=READOUTS, default=list(READOUTS))
+    parser.add_argument(
+        "--full", action="store_true", help="a bigger problem: 256 images, 10,000 vertices/hemi"
+    )
     parser.add_argument("--workdir", help="keep the synthetic data here (default: temporary)")
     parser.add_argument("--run", choices=MODES, help=argparse.SUPPRESS)
+    parser.add_argument("--readout", choices=READOUTS, default="current", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.run:
         run_child(args)
         return
+    if args.full:
+        args.images, args.vertices = max(args.images, 256), max(args.vertices, 10_000)
     with tempfile.TemporaryDirectory(prefix="factortopy-bench-") as temporary:
         workdir = Path(args.workdir or temporary)
         workdir.mkdir(parents=True, exist_ok=True)
@@ -146,39 +189,55 @@ def main(argv: list[str] | None = None) -> None:
             "--workdir", str(workdir), "--backbone", args.backbone, "--epochs", str(args.epochs),
             "--batch-size", str(args.batch_size), "--device", args.device,
         ]  # fmt: skip
-        runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in args.modes}
+        if args.threads:
+            child += ["--threads", str(args.threads)]
+        keys = [(mode, readout) for mode in args.modes for readout in args.readouts]
+        runs: dict[tuple[str, str], list[dict[str, Any]]] = {key: [] for key in keys}
         for _ in range(args.repeat):
-            for mode in args.modes:
-                runs[mode].append(spawn(__file__, ["--run", mode, *child]))
-        best = {mode: max(r, key=lambda x: x["images_per_s"]) for mode, r in runs.items()}
+            for mode, readout in keys:
+                runs[(mode, readout)].append(
+                    spawn(__file__, ["--run", mode, "--readout", readout, *child])
+                )
+        best = {key: max(r, key=lambda x: x["images_per_s"]) for key, r in runs.items()}
         first = next(iter(best.values()))
         print(
             f"{args.backbone} on {args.device}: {first['n_train']} training + {first['n_val']} "
             f"validation images of {args.image_size} px, {first['vertices']} vertices, "
             f"{args.epochs} epochs, batch {args.batch_size}, {first['torch_threads']} threads"
         )
-        for mode, r in best.items():
+        for (mode, readout), r in best.items():
             gpu = f", GPU peak {r['cuda_peak_mb']:.0f} MiB" if r["cuda_peak_mb"] else ""
             print(
-                f"{mode:>5}: {r['images_per_s']:7.1f} training img/s (epochs "
+                f"{mode:>5} {readout:>9}: {r['images_per_s']:7.1f} training img/s (epochs "
                 f"{', '.join(f'{s:.1f}' for s in r['epoch_s'])} s; setup incl. caching "
                 f"{r['setup_s']:.1f} s; total {r['total_s']:.1f} s)  peak RSS "
                 f"{r['peak_rss_mb']:.0f} MiB ({r['baseline_rss_mb']:.0f} before training){gpu}  "
                 f"val R² {r['val_r2_mean']:+.4f}"
             )
-        if "none" in best:
-            base = best["none"]
-            for mode, r in best.items():
-                if mode == "none":
-                    continue
-                speed = r["images_per_s"] / base["images_per_s"]
+        for mode in args.modes:
+            if {"current", "reference"} <= set(args.readouts):
+                new, old = best[(mode, "current")], best[(mode, "reference")]
                 print(
-                    f"{mode} / none: training throughput x{speed:.1f}, end to end "
-                    f"x{base['total_s'] / r['total_s']:.2f}, peak RSS "
-                    f"x{r['peak_rss_mb'] / base['peak_rss_mb']:.2f}"
+                    f"{mode}: current / reference readout: training throughput "
+                    f"x{new['images_per_s'] / old['images_per_s']:.2f}, end to end "
+                    f"x{old['total_s'] / new['total_s']:.2f}, val R² difference "
+                    f"{new['val_r2_mean'] - old['val_r2_mean']:+.1e}"
                 )
+        if "none" in args.modes:
+            for readout in args.readouts:
+                base = best[("none", readout)]
+                for mode in args.modes:
+                    if mode == "none":
+                        continue
+                    r = best[(mode, readout)]
+                    print(
+                        f"{mode} / none ({readout} readout): training throughput "
+                        f"x{r['images_per_s'] / base['images_per_s']:.1f}, end to end "
+                        f"x{base['total_s'] / r['total_s']:.2f}, peak RSS "
+                        f"x{r['peak_rss_mb'] / base['peak_rss_mb']:.2f}"
+                    )
         spread = max(abs(r["val_r2_mean"] - first["val_r2_mean"]) for r in best.values())
-        print(f"max difference of mean validation R² between modes: {spread:.1e}")
+        print(f"max difference of mean validation R² between runs: {spread:.1e}")
 
 
 if __name__ == "__main__":
