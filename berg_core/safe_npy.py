@@ -297,12 +297,88 @@ def _estimator_value(item: Any, nested: bool = False) -> bool:
     return False
 
 
+#: ``NPY_ALIGNED_STRUCT``: the flag of a structured dtype built with ``align=True``.
+_ALIGNED_STRUCT = 0x80
+#: Units numpy's datetime64/timedelta64 dtypes may carry.
+_TIME_UNITS = frozenset(["Y", "M", "W", "D", "h", "m", "s", "ms", "us", "ns", "ps", "fs", "as"])
+
+
+def _dtype_from_state(typestr: str, state: tuple[Any, ...], offset: int) -> np.dtype:
+    """The dtype a ``numpy.dtype`` BUILD describes, made with numpy's public constructors.
+
+    *state* has the shape :meth:`_Machine.dtype_state` checked: ``(version, byte order,
+    subarray, names, fields, itemsize, alignment, flags[, datetime metadata])``. The dtype is
+    built from what the state says it is (a subarray, a structure, a flexible or builtin type),
+    then every other entry of the state must agree with it; anything else is refused.
+    """
+    _, order, subarray, names, fields, elsize, alignment, flags = state[:8]
+    kind = typestr[0]
+    bad = f"inconsistent dtype state {_brief(state)} for {typestr!r} at byte {offset}"
+    try:
+        if subarray is not None:
+            if kind != "V" or names is not None or fields is not None:
+                raise _Corrupt(bad)
+            dtype = np.dtype((subarray[0], subarray[1]))
+        elif names is not None:
+            if kind != "V":
+                raise _Corrupt(bad)
+            titles = [fields[name][2] if len(fields[name]) == 3 else None for name in names]
+            keys = set(names) | {title for title in titles if title is not None}
+            if len(keys) != len(names) + sum(t is not None for t in titles) or set(fields) != keys:
+                raise _Corrupt(bad)
+            pairs = zip(names, titles, strict=True)
+            if any(t is not None and fields[t] != fields[n] for n, t in pairs):
+                raise _Corrupt(bad)
+            spec: dict[str, Any] = {
+                "names": list(names),
+                "formats": [fields[name][0] for name in names],
+                "offsets": [fields[name][1] for name in names],
+                "itemsize": elsize,
+            }
+            if any(title is not None for title in titles):
+                spec["titles"] = titles
+            dtype = np.dtype(spec, align=bool(flags & _ALIGNED_STRUCT))
+        elif fields is not None:
+            raise _Corrupt(bad)
+        elif kind in "mM":
+            if len(state) != 9 or state[8] is None:
+                raise _Corrupt(bad)
+            unit, count, denominator, events = state[8][1]
+            unit = unit.decode("ascii")
+            if unit == "generic" and count == 1:
+                dtype = np.dtype(f"{kind}8")
+            elif unit in _TIME_UNITS and 1 <= count < 2**31 and denominator == events == 1:
+                dtype = np.dtype(f"{kind}8[{'' if count == 1 else count}{unit}]")
+            else:
+                raise _Corrupt(bad)
+        elif kind in "SUV":
+            if elsize < 0 or (kind == "U" and elsize % 4):
+                raise _Corrupt(bad)
+            dtype = np.dtype(f"{kind}{elsize // 4 if kind == 'U' else elsize}")
+        else:
+            dtype = np.dtype(typestr)
+        if order in "<>" and dtype.str[0] != "|" and dtype.str[0] != order:
+            dtype = dtype.newbyteorder(order)
+    except (TypeError, ValueError, KeyError, IndexError, UnicodeDecodeError, OverflowError):
+        raise _Corrupt(bad) from None
+    if (
+        dtype.flags != flags
+        or (elsize != -1 and dtype.itemsize != elsize)
+        or (alignment != -1 and dtype.alignment != alignment)
+        or (order in "<>" and dtype.str[0] not in (order, "|"))
+        or (len(state) == 9) != (kind in "mM")
+    ):
+        raise _Corrupt(bad)
+    return dtype
+
+
 def _canonical_dtype(dtype: np.dtype) -> np.dtype:
     """Rebuild *dtype* with numpy's validating constructors; refuse it if anything differs.
 
-    ``dtype.__setstate__`` trusts its state: field offsets past the item size, object fields
-    hidden from the flags, odd alignments all pass, and each lets numpy read or write outside an
-    array's memory. Only the canonical rebuild leaves this function.
+    A second line of defence behind :func:`_dtype_from_state` (``dtype.__setstate__`` would
+    trust field offsets past the item size, object fields hidden from the flags and odd
+    alignments, each letting numpy read or write outside an array's memory). Only the
+    canonical rebuild leaves this function.
     """
     if dtype.kind not in _DTYPE_KINDS:
         raise _Refused(f"refusing dtype {dtype!r}: {_REFUSAL}")
@@ -656,10 +732,9 @@ class _Machine:
             depth, size = 1 + deepest, 1 + total
             self.check(depth, size)
             self.charge(8 * size, f"a dtype of {size:,} parts")
-            try:
-                dtype.__setstate__(state)
-            except (TypeError, ValueError) as exc:
-                raise _Corrupt(f"bad dtype state at byte {self.op_pos}: {exc}") from None
+            # never dtype.__setstate__: it trusts its state, and inconsistent states corrupt
+            # numpy's reference counts (a crash, later, in the garbage collector)
+            dtype = _dtype_from_state(stub.typestr, state, self.op_pos)
         canonical = _canonical_dtype(dtype)
         if canonical.names is None and canonical.subdtype is None:
             return canonical  # possibly a builtin dtype numpy shares: nothing to register
