@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from berg_core import EncodeOptions, ModelCard
+from berg_core.reference import ALEXNET_NODES, UNTRAINED_SEED, VIT_B_32_NODES
 from berg_nsd.fsaverage import METADATA_FILE, N_VERTICES, OUTPUTS, WEIGHTS_FILE, model_dir
 
 __all__ = [
@@ -20,20 +21,6 @@ __all__ = [
 
 #: Public S3 bucket of the reference toolkit's files (AWS Open Data, no account needed).
 BUCKET = "brain-encoding-response-generator"
-#: Seed of torch's CPU generator right before building the untrained AlexNet (reference value).
-UNTRAINED_SEED = 20200220
-
-ALEXNET_NODES = (
-    "features.2",
-    "features.5",
-    "features.7",
-    "features.9",
-    "features.12",
-    "classifier.2",
-    "classifier.5",
-    "classifier.6",
-)
-VIT_B_32_NODES = tuple(f"encoder.layers.encoder_layer_{i}.add_1" for i in range(12))
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import torchvision
 from berg_core import LoadRequest, ModelLoadError
 from berg_core.checks import Location, require_array, require_mapping
 from berg_core.files import load_model_file
+from berg_core.reference import ALEXNET_NODES, UNTRAINED_SEED, VIT_B_32_NODES
 from berg_core.torchkit import (
     FeatureReadoutModel,
     NodeFeatureExtractor,
@@ -29,20 +30,6 @@ from berg_things_eeg2.readout import RepetitionReadout
 from berg_things_eeg2.weights import read_layout
 
 __all__ = ["ALEXNET_NODES", "UNTRAINED_SEED", "VIT_B_32_NODES", "EEGModel", "load"]
-
-#: Seed of torch's CPU generator right before building the untrained AlexNet (reference value).
-UNTRAINED_SEED = 20200220
-ALEXNET_NODES = (
-    "features.2",
-    "features.5",
-    "features.7",
-    "features.9",
-    "features.12",
-    "classifier.2",
-    "classifier.5",
-    "classifier.6",
-)
-VIT_B_32_NODES = tuple(f"encoder.layers.encoder_layer_{i}.add_1" for i in range(12))
 
 
 def _backbone(folder: str) -> tuple[Any, tuple[str, ...], Any]:

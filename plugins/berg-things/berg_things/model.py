@@ -7,6 +7,7 @@ from typing import Any
 from berg_core import LoadRequest, OutputWriter
 from berg_core.checks import Location, require_mapping
 from berg_core.files import load_model_file, require_file
+from berg_core.reference import VIT_B_32_NODES
 from berg_core.torchkit import (
     FeatureReadoutModel,
     LinearReadout,
@@ -19,7 +20,6 @@ from berg_things.plugin import load_metadata
 from berg_things.selection import ThingsSelection
 
 #: The output of each of the 12 encoder blocks, (B, 50, 768) each: N_FEATURES (460,800) in all.
-VIT_NODES = tuple(f"encoder.layers.encoder_layer_{i}.add_1" for i in range(12))
 
 
 class ThingsModel(FeatureReadoutModel):
@@ -107,7 +107,7 @@ def load(request: LoadRequest) -> ThingsModel:
     return build_readout_model(
         request,
         backbone=load_pretrained(torchvision.models.vit_b_32, vit_weights),
-        nodes=VIT_NODES,
+        nodes=VIT_B_32_NODES,
         preprocessing=vit_weights,
         readout=readout,
         columns={"responses": voxels},

@@ -2,8 +2,8 @@
 
 The built-in names are the backbones of the published models, taken from their plugins so there
 is one definition of each: ``alexnet_untrained``, ``alexnet`` and ``vit_b_32`` from berg-nsd's
-:data:`berg_nsd.cards.SPECS` (built by :func:`berg_nsd.model.build_backbone`), whose ViT-B/32
-nodes are those of berg-things (:data:`berg_things.model.VIT_NODES`). Features are the
+:data:`berg_nsd.cards.SPECS` (built by :func:`berg_nsd.model.build_backbone`), whose nodes are
+the reference's (:mod:`berg_core.reference`, shared with berg-things). Features are the
 flattened, concatenated outputs of the spec's nodes, after the weights' own preprocessing -
 exactly what the plugins compute at inference, so trained readouts load and run unchanged.
 
@@ -87,11 +87,6 @@ def _builtin(name: str) -> Backbone:
         return getattr(getattr(torchvision.models, enum_name), member).transforms()
 
     nodes = spec.nodes
-    if name == "vit_b_32":
-        from berg_things.model import VIT_NODES
-
-        if tuple(VIT_NODES) != tuple(nodes):  # pragma: no cover - both plugins ship the same
-            raise RuntimeError("berg-nsd and berg-things disagree on the ViT-B/32 nodes")
     identity = f"{spec.builder}|{spec.weights}|pretrained={spec.pretrained}|seed={spec.seed}"
     return Backbone(
         name=name,
