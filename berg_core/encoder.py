@@ -205,6 +205,17 @@ class EncodingModel(ABC):
             coords[output.name] = dims
         return coords
 
+    def output_aux_coords(self) -> dict[str, dict[str, tuple[tuple[str, ...], np.ndarray]]]:
+        """Output -> name -> ``(dims, values)``: coordinates that are not the index of one dim.
+
+        A coordinate *name* along the given dims of the output, as :meth:`encode_batches` yields
+        it (before the core's picks): the first axes of *values* are those dims, in that order,
+        one position per position of the dim; further trailing axes are allowed (THINGS's
+        ``voxel_xyz``: ``(("voxel",), array of shape (n_voxels, 3))``). *name* must differ
+        from the output's dim names. The default: none.
+        """
+        return {}
+
     # -- what encode returns (after the core's picks along labelled dims) ------------------------
     def _positions(self) -> dict[str, tuple[np.ndarray | None, ...]]:
         """Output -> per dim, the positions the dim picks keep (``None``: all)."""
@@ -238,6 +249,59 @@ class EncodingModel(ABC):
             }
             for name, dims in self.output_coords().items()
         }
+
+    def aux_coords(self) -> dict[str, dict[str, tuple[tuple[str, ...], np.ndarray]]]:
+        """Output -> name -> ``(dims, values)`` of what :meth:`encode` returns.
+
+        :meth:`output_aux_coords`, checked, with the core's picks applied along each of its dims
+        (the same positions as :meth:`coords`).
+
+        Raises
+        ------
+        PluginError
+            An aux coordinate of an output the card does not have, named like one of the
+            output's dims (or not a plain name), along dims the output does not have (or one
+            dim twice, or none), or whose leading axes do not match the sizes of its dims.
+        """
+        positions = self._positions()
+        shapes = dict(zip(self.output_names, self.output_shapes(), strict=True))
+        result: dict[str, dict[str, tuple[tuple[str, ...], np.ndarray]]] = {}
+        for output, entries in self.output_aux_coords().items():
+            if output not in shapes:
+                raise PluginError(
+                    f"{type(self).__name__}.output_aux_coords(): output {output!r} is not one of "
+                    f"{self.model_id}'s outputs {list(self.output_names)}"
+                )
+            dim_names = self.card.output(output).dim_names
+            picked = {}
+            for name, (dims, values) in entries.items():
+                dims = tuple(dims)
+                values = np.asarray(values)
+                where = f"{type(self).__name__}.output_aux_coords()[{output!r}][{name!r}]"
+                if not isinstance(name, str) or not name or "/" in name or name in dim_names:
+                    raise PluginError(
+                        f"{where}: the name must be a non-empty string without '/' that is not "
+                        f"a dim of output {output!r} {list(dim_names)}"
+                    )
+                if not dims or len(set(dims)) != len(dims) or not set(dims) <= set(dim_names):
+                    raise PluginError(
+                        f"{where}: dims {list(dims)} must be distinct dims of output {output!r} "
+                        f"{list(dim_names)} (at least one)"
+                    )
+                axes = [dim_names.index(dim) for dim in dims]
+                want = tuple(shapes[output][axis] for axis in axes)
+                if values.shape[: len(dims)] != want:
+                    raise PluginError(
+                        f"{where}: values of shape {values.shape} along dims {list(dims)} of "
+                        f"sizes {want}; the leading axes must be those sizes"
+                    )
+                for i, axis in enumerate(axes):
+                    kept = positions[output][axis]
+                    if kept is not None:
+                        values = np.take(values, kept, axis=i)
+                picked[name] = (dims, values)
+            result[output] = picked
+        return result
 
     def columns(self) -> dict[str, np.ndarray]:
         """Output -> the full-space index of each column :meth:`encode` returns (one-dim outputs).
@@ -275,7 +339,9 @@ class EncodingModel(ABC):
         """Metadata returned by ``encode(..., return_metadata=True)``.
 
         The subject metadata (reference-compatible keys), plus an ``"output"`` entry describing the
-        returned arrays: model id, subject, selection, output names and column indices.
+        returned arrays: model id, subject, selection, output names, dims, coordinates
+        (``coords``; ``aux_coords``: output -> name -> ``{"dims": [...], "values": array}``, see
+        :meth:`aux_coords`) and column indices.
         """
         from berg_core.safe_npy import in_memory
 
@@ -288,6 +354,11 @@ class EncodingModel(ABC):
             "names": list(self.output_names),
             "dims": {name: list(dims) for name, dims in self.dims().items()},
             "coords": coords,
+            # coordinates that are not one dim's index: name -> {"dims": [...], "values": array}
+            "aux_coords": {
+                name: {key: {"dims": list(d), "values": v} for key, (d, v) in entries.items()}
+                for name, entries in self.aux_coords().items()
+            },
             # one-dim outputs: the index of each column (vertex, voxel ...), as before dims existed
             "columns": self.columns(),
         }

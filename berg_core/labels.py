@@ -10,6 +10,15 @@ the same in one call. xarray is imported only here, when asked for; without it t
 Naming: a dim that several outputs of a card have (``vertex`` of ``lh`` and ``rh``) may hold other
 positions in each (an ROI's vertices differ between hemispheres), so in the dataset it is named
 ``<output>_<dim>`` (``lh_vertex``, ``rh_vertex``); a dim of one output keeps its name.
+
+Aux coordinates (:meth:`~berg_core.EncodingModel.aux_coords`, THINGS's ``voxel_xyz``) become
+non-index coordinates along their dims, named by the same rule (``<output>_<name>`` when several
+outputs have one of that name). Their trailing axes, which are no dim of the output, get dims
+of their own: ``<coordinate>_axis`` for one trailing axis (``voxel_xyz_axis``, size 3),
+``<coordinate>_axis0``, ``<coordinate>_axis1`` ... for several; these have no coordinate.
+Such a coordinate belongs to the dataset (``dataset.coords["voxel_xyz"]``, kept by
+``dataset.sel``) but not to the output's variable, whose dims it exceeds; an aux coordinate
+without trailing axes is also one of the variable's (``dataset["responses"].coords``).
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from berg_core.errors import BergError, InvalidParameterError
+from berg_core.errors import BergError, InvalidParameterError, PluginError
 
 if TYPE_CHECKING:
     import xarray
@@ -89,13 +98,18 @@ def to_xarray(
     xarray.Dataset
         One variable per output (named as the output), dims :func:`dataset_dims`, coordinates
         :meth:`~berg_core.EncodingModel.coords` (a dim's ``unit`` as the coordinate's ``units``
-        attribute, its description as ``description``); attributes ``model_id``, ``subject``
+        attribute, its description as ``description``) and the non-index
+        :meth:`~berg_core.EncodingModel.aux_coords` (named as the module docstring says);
+        attributes ``model_id``, ``subject``
         (``""`` when none), ``selection`` (JSON) and ``berg_core_version``.
 
     Raises
     ------
     BergError
         xarray is not installed.
+    PluginError
+        The model's aux coordinates are malformed (:meth:`~berg_core.EncodingModel.aux_coords`)
+        or one's name in the dataset is already a dim, coordinate or variable there.
     InvalidParameterError
         *responses* do not have the model's shapes (:meth:`~berg_core.EncodingModel.shapes`),
         or *images* does not have one label per image.
@@ -140,6 +154,7 @@ def to_xarray(
                 attrs["description"] = dim.description
             coords[name] = (name, model_coords[output.name][dim.name], attrs)
         variables[output.name] = (dims, values, {"description": output.description})
+    coords.update(_aux_coordinates(model, names, taken={*coords, *variables}))
     subject = model.subject
     return xarray.Dataset(
         variables,
@@ -151,3 +166,35 @@ def to_xarray(
             "berg_core_version": __version__,
         },
     )
+
+
+def _aux_coordinates(
+    model: EncodingModel, names: dict[str, tuple[str, ...]], taken: set[str]
+) -> dict[str, tuple[tuple[str, ...], np.ndarray]]:
+    """The dataset's non-index coordinates: ``name -> (dims, values)`` (see the module doc)."""
+    aux = model.aux_coords()
+    counts: dict[str, int] = {}
+    for entries in aux.values():
+        for key in entries:
+            counts[key] = counts.get(key, 0) + 1
+    taken = taken | {dim for dims in names.values() for dim in dims}
+    result: dict[str, tuple[tuple[str, ...], np.ndarray]] = {}
+    for output, entries in aux.items():
+        dim_names = model.card.output(output).dim_names
+        for key, (dims, values) in entries.items():
+            name = f"{output}_{key}" if counts[key] > 1 else key
+            extra = values.ndim - len(dims)
+            trailing = (
+                (f"{name}_axis",) if extra == 1 else tuple(f"{name}_axis{k}" for k in range(extra))
+            )
+            for label in (name, *trailing):
+                if label in taken:
+                    raise PluginError(
+                        f"{model.model_id}: aux coordinate {key!r} of output {output!r} would be "
+                        f"named {label!r} in the dataset, which already has a dim, coordinate or "
+                        f"variable of that name"
+                    )
+                taken.add(label)
+            axes = tuple(names[output][1 + dim_names.index(dim)] for dim in dims)
+            result[name] = ((*axes, *trailing), values)
+    return result

@@ -47,13 +47,15 @@ def encode_to_hdf5(
     ``responses``) with an attribute ``dims`` (the names of its axes, ``"image"`` first), a
     dataset ``coords/<output>/<dim>`` with the coordinate of every position along each dim
     (numbers, or UTF-8 strings such as channel names; attribute ``unit`` when the card gives
-    one), for one-dim outputs a dataset ``columns/<output>`` with the index of each column in the
-    model's full output space, ``stimulus_sources`` when the images came from files, and attributes
-    ``model_id``, ``subject``, ``selection`` (JSON), ``berg_core_version`` and ``plugin``. Rows are
-    written as batches are computed, into a temporary file renamed to *path* when complete
-    (:func:`atomic_outputs`): an interrupted run never leaves a partial file under *path*, and
-    concurrent writers to the same *path* each write their own file (with *force*, the last
-    rename wins; without it, the second one fails and its file is removed).
+    one), a dataset ``coords/<output>/<name>`` with attribute ``dims`` (the names of its leading
+    axes) for each aux coordinate (:meth:`~berg_core.EncodingModel.aux_coords`, THINGS's
+    ``voxel_xyz``), for one-dim outputs a dataset ``columns/<output>`` with the index of each
+    column in the model's full output space, ``stimulus_sources`` when the images came from files,
+    and attributes ``model_id``, ``subject``, ``selection`` (JSON), ``berg_core_version`` and
+    ``plugin``. Rows are written as batches are computed, into a temporary file renamed to *path*
+    when complete (:func:`atomic_outputs`): an interrupted run never leaves a partial file under
+    *path*, and concurrent writers to the same *path* each write their own file (with *force*,
+    the last rename wins; without it, the second one fails and its file is removed).
 
     Parameters
     ----------
@@ -97,6 +99,9 @@ def encode_to_hdf5(
             units = {dim.name: dim.unit for dim in model.card.output(name).dims}
             for dim, values in coords.items():
                 write_coords(h5, f"coords/{name}/{dim}", values, unit=units.get(dim, ""))
+        for name, entries in model.aux_coords().items():  # named unlike the output's dims
+            for key, (dims, values) in entries.items():
+                write_coords(h5, f"coords/{name}/{key}", values).attrs["dims"] = list(dims)
         for name, columns in model.columns().items():  # one-dim outputs, as before dims existed
             h5.create_dataset(f"columns/{name}", data=columns)
         if stimulus.sources is not None:
@@ -124,22 +129,25 @@ def _chunks(rows: int, shape: tuple[int, ...]) -> tuple[int, ...] | bool | None:
     return (rows, *shape) if int(np.prod(shape)) <= 65536 else True
 
 
-def write_coords(h5: Any, name: str, values: np.ndarray, *, unit: str = "") -> None:
-    """Store one dim's coordinates: numbers as they are, names as UTF-8 strings.
+def write_coords(h5: Any, name: str, values: np.ndarray, *, unit: str = "") -> Any:
+    """Store coordinates (one dim's, or an aux coordinate's of any shape).
 
-    A non-empty *unit* (``"ms"``) becomes the dataset's ``unit`` attribute.
+    Numbers as they are, names as UTF-8 strings (same shape). A non-empty *unit* (``"ms"``)
+    becomes the dataset's ``unit`` attribute. Returns the dataset.
     """
     import h5py
 
     values = np.asarray(values)
     if values.dtype.kind in "US" or values.dtype == object:
+        text = np.array([str(v) for v in values.ravel().tolist()], dtype=object)
         dataset = h5.create_dataset(
-            name, data=[str(v) for v in values.tolist()], dtype=h5py.string_dtype("utf-8")
+            name, data=text.reshape(values.shape), dtype=h5py.string_dtype("utf-8")
         )
     else:
         dataset = h5.create_dataset(name, data=values)
     if unit:
         dataset.attrs["unit"] = unit
+    return dataset
 
 
 def _path_bytes(text: str) -> bytes:

@@ -28,6 +28,7 @@ from berg_testplugin.model import mean_rgb
 __all__ = [
     "TimecourseModel",
     "TimecourseSelection",
+    "channel_positions",
     "load",
     "load_metadata",
 ]
@@ -52,6 +53,12 @@ def load_metadata(card: ModelCard, berg_dir: Any, subject: int) -> dict[str, Any
     if not isinstance(data, dict) or "eeg" not in data:
         raise ModelLoadError(f"{path} holds no 'eeg' entry")
     return data
+
+
+def channel_positions(n: int) -> np.ndarray:
+    """Channel *i* of *n* at angle ``2 pi i / n`` on the unit circle: ``(n, 2)`` float64."""
+    angle = 2 * np.pi * np.arange(n) / n
+    return np.stack([np.cos(angle), np.sin(angle)], axis=1)
 
 
 def load(request: LoadRequest) -> TimecourseModel:
@@ -80,6 +87,14 @@ class TimecourseModel(EncodingModel):
         coords = super().output_coords()
         coords["responses"]["channel"] = self._channels.copy()
         return coords
+
+    def output_aux_coords(self) -> dict[str, dict[str, tuple[tuple[str, ...], np.ndarray]]]:
+        """``channel_position``: each channel's (x, y) on a unit circle, ``(n_channels, 2)``."""
+        return {
+            "responses": {
+                "channel_position": (("channel",), channel_positions(len(self._channels)))
+            }
+        }
 
     def subject_metadata(self) -> dict[str, Any]:
         """The subject's metadata dict."""
