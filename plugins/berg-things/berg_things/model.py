@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from berg_core import LoadRequest, OutputWriter
 from berg_core.checks import Location, require_mapping
 from berg_core.files import load_model_file, require_file
@@ -40,6 +42,16 @@ class ThingsModel(FeatureReadoutModel):
     def subject_metadata(self) -> dict[str, Any]:
         """The subject's metadata dict (``fmri``, ``encoding_model``, ``prf``, ``roi``)."""
         return self._metadata
+
+    def output_aux_coords(self) -> dict[str, dict[str, tuple[tuple[str, ...], np.ndarray]]]:
+        """``voxel_xyz``: the (i, j, k) volume position of every voxel, ``(n_voxels, 3)`` int64.
+
+        Rows of ``metadata['fmri']['voxel_coords']`` at the selected voxels' indices; the core
+        applies any dim picks along ``voxel``.
+        """
+        xyz = np.asarray(self._metadata["fmri"]["voxel_coords"], dtype=np.int64)
+        voxels = np.asarray(self.column_indices()["responses"], dtype=np.int64)
+        return {"responses": {"voxel_xyz": (("voxel",), xyz[voxels])}}
 
     def output_writers(self) -> dict[str, OutputWriter]:
         """``.nii.gz`` / ``.nii``: a 4-D NIfTI volume, one volume per stimulus, NaN elsewhere."""
