@@ -161,5 +161,16 @@ def register_metadata_loaders(register: Callable[..., None]) -> None:
         register(model_id, load_metadata)
 
 
+@hookimpl
+def register_commands(register: Callable[..., None]) -> None:
+    """``berg eeg-plot``: a channel's time course from a ``berg encode`` HDF5 file."""
+    register(
+        "eeg-plot",
+        "plot a channel's time course (and a topography) from a THINGS EEG2 'berg encode' file",
+        "berg_things_eeg2.plot:configure",
+        "berg_things_eeg2.plot:run",
+    )
+
+
 #: What ``berg check`` encodes (imported only then).
 berg_check_fixture = "berg_things_eeg2.fixture:berg_check_fixture"
