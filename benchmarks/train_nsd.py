@@ -180,7 +180,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch threads (2)")
     parser.add_argument("--repeat", type=int, default=1, help="interleaved rounds (1)")
     parser.add_argument(
-        "--memory-gb", type=float, default=4.0, help="berg's --memory-gb working budget (4)"
+        "--memory-gb", type=float, default=2.0, help="berg's --memory-gb working budget (2)"
     )
     parser.add_argument("--run", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args()

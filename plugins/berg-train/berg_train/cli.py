@@ -54,7 +54,7 @@ def _common(parser: argparse.ArgumentParser, default_backbone: str) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument("--batch-size", type=int, help="images per forward pass")
     parser.add_argument(
-        "--memory-gb", type=float, default=4.0, help="working memory for blocks and chunks (4)"
+        "--memory-gb", type=float, default=2.0, help="working memory for blocks and chunks (2)"
     )
     parser.add_argument("--chunk-size", type=int, help="output columns per regression chunk")
     parser.add_argument(

@@ -25,6 +25,7 @@ import numpy as np
 
 from berg_train.backbones import Backbone, resolve_backbone
 from berg_train.datasets.base import TrainingDataset
+from berg_train.memory import release_memory
 from berg_train.regression import DEFAULT_ALPHAS, make_solver
 
 __all__ = ["TrainConfig", "TrainResult", "train"]
@@ -77,7 +78,7 @@ class TrainConfig:
     seed: int = 20200220
     device: str = "auto"
     batch_size: int | None = None
-    memory_gb: float = 4.0
+    memory_gb: float = 2.0
     chunk_size: int | None = None
     work_dir: Path | None = None
     model_name: str | None = None
@@ -224,6 +225,7 @@ def train(
         show_progress=show,
     )
     timings["features"] = time.perf_counter() - started
+    release_memory()  # the backbone and the allocator's free pages, before the PCA's blocks
 
     # 2. scaler + PCA ---------------------------------------------------------------------------
     started = time.perf_counter()
@@ -245,6 +247,7 @@ def train(
             )
         pca.save(pca_path)
     timings["pca"] = time.perf_counter() - started
+    release_memory()  # the PCA's blocks, before the regression's chunks
 
     # 3. regression, chunk by chunk -------------------------------------------------------------
     started = time.perf_counter()
@@ -290,6 +293,7 @@ def train(
                     os.replace(partial, target)
                 bar.update(stop - start)
     timings["regression"] = time.perf_counter() - started
+    release_memory()  # the regression's chunks, before the weights are assembled and written
 
     # 4. assemble, evaluate, write --------------------------------------------------------------
     started = time.perf_counter()

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["PCAResult", "column_block", "fit_scaler_pca"]
+__all__ = ["MAX_BLOCK_BYTES", "PCAResult", "column_block", "fit_scaler_pca"]
 
 _EPS64 = float(np.finfo(np.float64).eps)
 
@@ -93,10 +93,33 @@ def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
     os.replace(partial, path)
 
 
+#: Bytes per feature value of a block at its peak: the float32 block, its float64 standardised
+#: copy and the float32 result (:func:`_standardise`).
+BYTES_PER_VALUE = 16
+#: At most this much working memory per block, whatever the budget: the Gram product and the
+#: reads cost the same in blocks of this size as in one, so a larger block only raises the peak.
+MAX_BLOCK_BYTES = 256 * 2**20
+
+
 def column_block(n_rows: int, n_cols: int, memory_bytes: float, *, multiple: int = 1) -> int:
-    """Columns per block so that a float32 block and its float64 work copies fit *memory_bytes*."""
-    per_column = max(1, n_rows) * 24
-    block = int(memory_bytes // per_column)
+    """Columns per block whose working copies fit ``min(memory_bytes, MAX_BLOCK_BYTES)``.
+
+    Parameters
+    ----------
+    n_rows, n_cols : int
+        Shape of the feature matrix.
+    memory_bytes : float
+        Working memory budget for one block.
+    multiple : int
+        Blocks are a multiple of this many columns (the storage's chunk width); a block has at
+        least one multiple, whatever the budget, and never more columns than *n_cols*.
+
+    Returns
+    -------
+    int
+    """
+    per_column = max(1, n_rows) * BYTES_PER_VALUE
+    block = int(min(memory_bytes, MAX_BLOCK_BYTES) // per_column)
     block = max(multiple, (block // multiple) * multiple)
     return int(min(max(block, 1), n_cols))
 
@@ -123,7 +146,10 @@ def _scale_from_var(var: np.ndarray) -> np.ndarray:
 
 
 def _standardise(block: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    return ((block.astype(np.float64) - mean) / scale).astype(np.float32)
+    x = block.astype(np.float64)
+    x -= mean
+    x /= scale
+    return x.astype(np.float32)
 
 
 def fit_scaler_pca(
@@ -151,7 +177,8 @@ def fit_scaler_pca(
     n_components : int
         Number of components ``k`` (at most ``min(n_fit, D)``).
     memory_bytes : float
-        Working memory for one block of features (the Gram matrix comes on top).
+        Working memory for one block of features (the Gram matrix comes on top); capped at
+        :data:`MAX_BLOCK_BYTES`.
     chunk_cols : int
         Blocks are a multiple of this many columns (the HDF5 chunk width).
     checkpoint : Path, optional
@@ -358,7 +385,7 @@ def _fit_covariance(
     features: Any, n_fit: int, k: int, *, memory_bytes: float, show_progress: bool
 ) -> PCAResult:
     n_rows, dim = (int(s) for s in features.shape)
-    rows = max(1, int(memory_bytes // (dim * 24)))
+    rows = max(1, int(min(memory_bytes, MAX_BLOCK_BYTES) // (dim * 24)))
     # pass 1: mean and variance (Chan et al.'s pairwise update, float64)
     count, mean, m2 = 0, np.zeros(dim), np.zeros(dim)
     with _bar(n_fit, "PCA 1/3: scaler", show_progress, "row") as bar:
