@@ -18,7 +18,11 @@ top-level ``conftest.py``) for the fixtures ``write_npy_dict``, ``berg_images`` 
   them offline; the fixture sets ``TORCH_HOME`` for the session and restores it;
 * :func:`check_model` runs the contract checks ``berg check`` runs
   (:func:`berg_core.check.contract_results`) and fails the test with every problem found;
-* :func:`only_plugin` rebuilds the registry with one plugin only (and restores it).
+* :func:`only_plugin` rebuilds the registry with one plugin only (and restores it);
+* :func:`vit_b_32_features`, :func:`reference_readout` and :func:`assert_within`: the independent
+  computation of a ViT-B/32 + scaler/PCA/OLS family (torchvision with forward hooks, as the
+  reference's torchextractor; scikit-learn objects rebuilt from the stored attributes) and its
+  float32 tolerance (needs torch, torchvision and scikit-learn, imported when called).
 """
 
 from __future__ import annotations
@@ -35,13 +39,21 @@ import pytest
 from berg_core.check import CheckResult, contract_results, default_images, isolated_registry
 
 __all__ = [
+    "assert_within",
     "check_model",
     "make_torch_home",
     "only_plugin",
+    "reference_readout",
     "torch_home_fixture",
     "use_torch_home",
+    "vit_b_32_features",
     "write_npy_dict",
 ]
+
+#: float32 unit roundoff, and the standard deviations a float32 result may lie from the exact
+#: one (chance failure below 2.5e-14 per element; plugins/berg-nsd/tests/error_bounds.py)
+_U = 2.0**-24
+_LAMBDA = 8.0
 
 #: Weight files already written this session: (weights name, seed) -> path (reused by link).
 _WRITTEN: dict[tuple[str, int], Path] = {}
@@ -257,3 +269,75 @@ def berg_images() -> np.ndarray:
 def _only_plugin_fixture() -> Callable[..., Any]:
     """:func:`only_plugin`, as a fixture (a context manager)."""
     return only_plugin
+
+
+def vit_b_32_features(images: np.ndarray) -> np.ndarray:
+    """``(N, 460800)``: ViT-B/32's 12 encoder blocks' outputs, flattened and concatenated.
+
+    Taken as the reference's torchextractor takes them (forward hooks on the
+    ``encoder.layers.encoder_layer_i`` modules), with the weights' own transforms; the weights
+    come from torchvision's cache (:func:`torch_home_fixture`).
+    """
+    import torch
+    import torchvision
+
+    weights = torchvision.models.ViT_B_32_Weights.IMAGENET1K_V1
+    net = torchvision.models.vit_b_32(weights=weights).eval()
+    outputs: list[Any] = []
+    hooks = [
+        net.encoder.layers[i].register_forward_hook(lambda m, i, o: outputs.append(o))
+        for i in range(12)
+    ]
+    with torch.no_grad():
+        net(weights.transforms()(torch.from_numpy(images)))
+    for hook in hooks:
+        hook.remove()
+    return torch.cat([o.flatten(1) for o in outputs], dim=1).numpy()
+
+
+def _sklearn_object(cls: type, attributes: Mapping[str, Any]) -> Any:
+    obj = cls()
+    for key, value in attributes.items():
+        setattr(obj, key, value)
+    return obj
+
+
+def reference_readout(
+    weights: Mapping[str, Any], features: np.ndarray, shape: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The reference's responses ``(N, *shape)`` and the float32 tolerance of berg's readout.
+
+    ``weights`` holds ``scaler_param``, ``pca_param`` and ``reg_param`` as the reference saves
+    them; the scikit-learn objects are rebuilt from them and run in float64. The tolerance
+    follows the probabilistic rounding-error model of berg's float32 readout.
+    """
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import LinearRegression
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = _sklearn_object(StandardScaler, weights["scaler_param"])
+    pca = _sklearn_object(PCA, weights["pca_param"])
+    reg = _sklearn_object(LinearRegression, weights["reg_param"])
+    scaled = scaler.transform(features.astype(np.float64))
+    z = pca.transform(scaled)
+    out = reg.predict(z)
+    comp = np.asarray(pca.components_, np.float64)
+    centred = scaled - pca.mean_
+    dim, k = comp.shape[1], comp.shape[0]
+    # z: float32 dot products of length D over inputs with relative errors <= 3u
+    sd_z = np.sqrt(dim + 1) * _U * (np.abs(centred) @ np.abs(comp).T)
+    sd_z = np.sqrt(sd_z**2 + (3 * _U) ** 2 * ((centred**2) @ (comp**2).T))
+    coef = np.asarray(reg.coef_, np.float64)
+    sd_y = np.sqrt((sd_z**2) @ (coef**2).T)
+    sd_y += np.sqrt(k + 1) * _U * (np.abs(z) @ np.abs(coef).T + np.abs(reg.intercept_))
+    bound = _LAMBDA * sd_y + 1e-30
+    n = features.shape[0]
+    return out.reshape(n, *shape), bound.reshape(n, *shape)
+
+
+def assert_within(actual: np.ndarray, wanted: np.ndarray, bound: np.ndarray) -> None:
+    """Every element of *actual* within *bound* of *wanted* (the worst one reported)."""
+    assert actual.shape == wanted.shape, (actual.shape, wanted.shape)
+    excess = np.abs(actual.astype(np.float64) - wanted) - bound
+    worst = np.unravel_index(np.argmax(excess), excess.shape)
+    assert excess.max() <= 0, f"off by {excess[worst]:.3g} beyond the bound at {worst}"

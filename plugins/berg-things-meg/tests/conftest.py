@@ -12,7 +12,6 @@ import pytest
 
 if importlib.util.find_spec("berg_things_meg") is None:  # run from a source tree, not installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # meg_reference
 
 import berg_things_meg.plugin
 
@@ -38,6 +37,6 @@ def images() -> np.ndarray:
 @pytest.fixture(scope="session")
 def vit_features(torch_home: Path, images: np.ndarray) -> np.ndarray:
     """The reference's ViT-B/32 features of *images* (module hooks, as torchextractor)."""
-    from meg_reference import vit_features
+    from berg_core.testing import vit_b_32_features as vit_features
 
     return vit_features(images)

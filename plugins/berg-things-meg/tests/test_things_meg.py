@@ -16,9 +16,10 @@ from berg_things_meg.fixture import (
     write_model_files,
 )
 from berg_things_meg.plugin import MODEL_ID
-from meg_reference import assert_within, expected
 
 from berg_core import InvalidParameterError, ModelLoadError
+from berg_core.testing import assert_within
+from berg_core.testing import reference_readout as expected
 
 SHAPE = (271, 281)
 PREFIXES = np.array([name[:3] for name in SENSOR_NAMES])

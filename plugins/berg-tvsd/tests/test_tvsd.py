@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from berg_tvsd.fixture import ROI_RANGES, TIMES, make_metadata, make_weights, write_model_files
 from berg_tvsd.plugin import METADATA_FILE_MISNAMED, MODEL_ID
-from tvsd_reference import assert_within, expected
 
 from berg_core import InvalidParameterError, ModelLoadError
+from berg_core.testing import assert_within
+from berg_core.testing import reference_readout as expected
 
 SHAPE = (1024, 300)
 
