@@ -21,9 +21,11 @@ from berg_core.stimulus import Stimulus
 
 __all__ = [
     "HDF5_SUFFIXES",
+    "create_response_datasets",
     "encode_to_hdf5",
     "scatter_columns",
     "write_coords",
+    "write_header",
     "write_metadata",
     "write_responses",
     "write_sources",
@@ -81,43 +83,79 @@ def encode_to_hdf5(
     """
     import h5py
 
-    from berg_core import __version__
-
     path = check_output_path(path, force=force)
     model._check_open()
     n = len(stimulus)
     with atomic_outputs([path], force=force) as (part,), h5py.File(part, "w") as h5:
-        chunk_rows = max(1, min(n, model.batch_size))
-        datasets = []
-        for (name, dims), shape in zip(model.dims().items(), model.shapes(), strict=True):
-            dataset = h5.create_dataset(
-                name, shape=(n, *shape), dtype="float32", chunks=_chunks(chunk_rows, shape)
-            )
-            dataset.attrs["dims"] = list(dims)
-            datasets.append(dataset)
-        for name, coords in model.coords().items():
-            units = {dim.name: dim.unit for dim in model.card.output(name).dims}
-            for dim, values in coords.items():
-                write_coords(h5, f"coords/{name}/{dim}", values, unit=units.get(dim, ""))
-        for name, entries in model.aux_coords().items():  # named unlike the output's dims
-            for key, (dims, values) in entries.items():
-                write_coords(h5, f"coords/{name}/{key}", values).attrs["dims"] = list(dims)
-        for name, columns in model.columns().items():  # one-dim outputs, as before dims existed
-            h5.create_dataset(f"columns/{name}", data=columns)
-        if stimulus.sources is not None:
-            write_sources(h5, stimulus.sources)
-        attrs: dict[str, Any] = {
-            "model_id": model.model_id,
-            "subject": "" if model.subject is None else str(model.subject),
-            "selection": json.dumps(model.request.plain_selection()),
-            "berg_core_version": __version__,
-            "plugin": _plugin_label(model.model_id),
-        }
-        h5.attrs.update(attrs)
+        datasets = create_response_datasets(h5, model.dims(), model.shapes(), n, model.batch_size)
+        write_header(h5, model, stimulus.sources)
         for start, stop, batch in model.iter_rows(stimulus, show_progress=show_progress):
             for dataset, values in zip(datasets, batch, strict=True):
                 dataset[start:stop] = values
     return path
+
+
+def create_response_datasets(
+    h5: Any,
+    dims: dict[str, tuple[str, ...]],
+    shapes: Sequence[tuple[int, ...]],
+    n: int,
+    batch_size: int,
+) -> list[Any]:
+    """Create the ``float32`` response datasets ``(n, *shape)`` of :func:`encode_to_hdf5`.
+
+    One dataset per output, named as the output, with attribute ``dims`` and chunks of about
+    *batch_size* rows. Shared with writers that assemble the file from parts
+    (berg-distributed), so every writer gives the same layout.
+
+    Returns
+    -------
+    list of h5py.Dataset
+        In the order of *dims*.
+    """
+    chunk_rows = max(1, min(n, batch_size))
+    datasets = []
+    for (name, names), shape in zip(dims.items(), shapes, strict=True):
+        dataset = h5.create_dataset(
+            name, shape=(n, *shape), dtype="float32", chunks=_chunks(chunk_rows, tuple(shape))
+        )
+        dataset.attrs["dims"] = list(names)
+        datasets.append(dataset)
+    return datasets
+
+
+def write_header(h5: Any, model: EncodingModel, sources: Sequence[str] | None) -> None:
+    """Write everything of :func:`encode_to_hdf5` but the responses: coords, columns, attrs.
+
+    Parameters
+    ----------
+    h5 : h5py.File
+        Open for writing.
+    model : EncodingModel
+    sources : sequence of str or None
+        The stimulus file names (``stimulus_sources``), if the images came from files.
+    """
+    from berg_core import __version__
+
+    for name, coords in model.coords().items():
+        units = {dim.name: dim.unit for dim in model.card.output(name).dims}
+        for dim, values in coords.items():
+            write_coords(h5, f"coords/{name}/{dim}", values, unit=units.get(dim, ""))
+    for name, entries in model.aux_coords().items():  # named unlike the output's dims
+        for key, (dims, values) in entries.items():
+            write_coords(h5, f"coords/{name}/{key}", values).attrs["dims"] = list(dims)
+    for name, columns in model.columns().items():  # one-dim outputs, as before dims existed
+        h5.create_dataset(f"columns/{name}", data=columns)
+    if sources is not None:
+        write_sources(h5, sources)
+    attrs: dict[str, Any] = {
+        "model_id": model.model_id,
+        "subject": "" if model.subject is None else str(model.subject),
+        "selection": json.dumps(model.request.plain_selection()),
+        "berg_core_version": __version__,
+        "plugin": _plugin_label(model.model_id),
+    }
+    h5.attrs.update(attrs)
 
 
 def _chunks(rows: int, shape: tuple[int, ...]) -> tuple[int, ...] | bool | None:
