@@ -14,6 +14,7 @@ from berg_core.errors import (
     InvalidParameterError,
     ModelLoadError,
     ModelNotFoundError,
+    NotDifferentiableError,
     PluginError,
     StimulusError,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "ModelCard",
     "ModelLoadError",
     "ModelNotFoundError",
+    "NotDifferentiableError",
     "Output",
     "OutputWriter",
     "PluginError",

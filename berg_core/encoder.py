@@ -455,6 +455,27 @@ class EncodingModel(ABC):
         show_progress = require_flag(show_progress, "show_progress")
         return self.encode(as_stimulus(stimulus), show_progress=show_progress)
 
+    def differentiable(self) -> Any:
+        """The model's whole path as a differentiable ``torch.nn.Module``, for gradient work.
+
+        The module maps ``(B, 3, H, W)`` float images with values in [0, 1] to one tensor per
+        output, ``(B, *shapes()[i])``: what :meth:`encode` returns for those images, computed
+        without in-place operations so that autograd can follow it (image synthesis). Models
+        built with :mod:`berg_core.torchkit` provide it
+        (:class:`berg_core.torchkit.differentiable.DifferentiableEncoder`); the default has none.
+
+        Raises
+        ------
+        NotDifferentiableError
+            The model has no differentiable torch path.
+        """
+        from berg_core.errors import NotDifferentiableError
+
+        raise NotDifferentiableError(
+            f"model {self.model_id} has no differentiable path: {type(self).__name__} does not "
+            f"implement differentiable() (torch models built with berg_core.torchkit do)"
+        )
+
     # -- reference-toolkit model methods ----------------------------------------------------
     def get_model_id(self) -> str:
         """The id this model was loaded as (reference-toolkit name of :attr:`model_id`)."""

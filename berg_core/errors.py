@@ -13,6 +13,7 @@ __all__ = [
     "InvalidParameterError",
     "ModelLoadError",
     "ModelNotFoundError",
+    "NotDifferentiableError",
     "PluginError",
     "StimulusError",
 ]
@@ -44,6 +45,10 @@ class ModelLoadError(BergError):
 
 class PluginError(BergError):
     """A plugin is broken: it failed to import, or registered something invalid or twice."""
+
+
+class NotDifferentiableError(BergError, TypeError):
+    """A model has no differentiable torch path (``EncodingModel.differentiable``)."""
 
 
 def describe_value(value: object, limit: int = 60) -> str:
