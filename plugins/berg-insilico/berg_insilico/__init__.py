@@ -9,6 +9,8 @@
 * :func:`rdm`, :func:`rsa` and :func:`multivariate_control`: representational dissimilarity
   matrices (streamed), RSA between them, and a seeded genetic search for image subsets that align
   or disentangle two areas' RDMs.
+* :func:`synthesise` optimises images by gradient ascent through an encoder's differentiable
+  path (``EncodingModel.differentiable()``) to drive or suppress areas or a contrast of areas.
 
 The heavy parts (h5py, matplotlib, the models) are imported when used; the plugin module itself
 (:mod:`berg_insilico.plugin`) imports berg-core only.
@@ -24,12 +26,14 @@ __all__ = [
     "GeneticResult",
     "RankResult",
     "RunningStats",
+    "SynthesisResult",
     "TopK",
     "control",
     "multivariate_control",
     "rank",
     "rdm",
     "rsa",
+    "synthesise",
 ]
 
 _WHERE = {
@@ -44,6 +48,8 @@ _WHERE = {
     "rsa": "berg_insilico.similarity",
     "GeneticResult": "berg_insilico.search",
     "multivariate_control": "berg_insilico.search",
+    "synthesise": "berg_insilico.synthesis",
+    "SynthesisResult": "berg_insilico.synthesis",
 }
 
 

@@ -29,6 +29,10 @@ SUBCOMMANDS = {
         "RDMs, RSA between areas, multivariate relational control (berg-insilico)",
         "berg_insilico.cli_rsa",
     ),
+    "synthesise": (
+        "optimise images to drive/suppress areas (berg-insilico)",
+        "berg_insilico.cli_synthesis",
+    ),
 }
 
 

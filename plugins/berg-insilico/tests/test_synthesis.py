@@ -1,0 +1,207 @@
+"""Gradient synthesis through a tiny torchkit encoder: it drives, suppresses, is seeded, writes."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("torchvision")
+
+from berg_insilico.synthesis import SynthesisResult, synthesise  # noqa: E402
+
+from berg_core import (  # noqa: E402
+    Dim,
+    EncodingModel,
+    InvalidParameterError,
+    LoadRequest,
+    ModelCard,
+    NotDifferentiableError,
+    Output,
+    as_stimulus,
+)
+from berg_core.torchkit import ImageTransform, build_readout_model  # noqa: E402
+
+SIDE = 32
+CARD = ModelCard(
+    model_id="fmri-synth-tiny",
+    modality="fMRI",
+    training_dataset="None",
+    species="Human",
+    model_type="tiny CNN + linear map",
+    outputs=(Output(name="responses", dims=(Dim(name="unit", size=4),)),),
+)
+
+
+def _tiny(units: list[int] | None = None) -> EncodingModel:
+    """A 32 x 32 CNN (8 features) with a random linear map to 4 units; *units* picked."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 5, stride=2), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1)
+    )
+    rng = np.random.default_rng(0)
+    picks = {} if units is None else {"unit": {"labels": units}}
+    request = LoadRequest(
+        model_id=CARD.model_id, card=CARD, berg_dir=".", device="cpu", dim_picks=picks
+    )
+    return build_readout_model(
+        request,
+        backbone=net,
+        nodes=("2",),
+        preprocessing=ImageTransform(size=SIDE, resize=SIDE),
+        readout={"weight": rng.normal(size=(8, 4)), "bias": np.zeros(4)},
+    )
+
+
+@pytest.fixture(scope="module")
+def model() -> Iterator[EncodingModel]:
+    with _tiny() as built:
+        yield built
+
+
+def _encoded_mean(model: EncodingModel, images: np.ndarray) -> np.ndarray:
+    """The area's response through the public encode path: mean over its columns."""
+    return model.encode(as_stimulus(images), show_progress=False).reshape(len(images), -1).mean(1)
+
+
+def _natural(n: int = 12) -> np.ndarray:
+    """Smooth colour gradients and blobs: a small 'natural' set."""
+    rng = np.random.default_rng(5)
+    y, x = np.mgrid[0:SIDE, 0:SIDE] / SIDE
+    images = np.empty((n, 3, SIDE, SIDE), np.uint8)
+    for i in range(n):
+        a, b, c = rng.uniform(-3, 3, 3)
+        phase = rng.uniform(0, 2 * np.pi, 3)
+        for ch in range(3):
+            wave = np.sin(a * x * 6 + b * y * 6 + c * x * y * 6 + phase[ch])
+            images[i, ch] = np.uint8(np.clip(127.5 + 127.5 * wave, 0, 255))
+    return images
+
+
+def _assert_rises(result: SynthesisResult, sign: float = 1.0) -> None:
+    """The objective rises (falls to suppress): each checkpoint at least the previous one minus
+    5 % of the total gain, and the final value above the initial one, for every image."""
+    score = sign * result.objective
+    gain = score[-1] - score[0]
+    assert np.all(gain > 0), gain
+    assert np.all(np.diff(score, axis=0) >= -0.05 * gain), score
+
+
+def test_drive_rises_and_beats_the_best_natural_image(model: EncodingModel) -> None:
+    natural = _natural()
+    best = _encoded_mean(model, natural).max()
+    result = synthesise(
+        model, size=SIDE, n_images=2, steps=40, lr=0.1, parameterisation="pixel", every=5,
+        show_progress=False,
+    )  # fmt: skip
+    assert result.images.shape == (2, 3, SIDE, SIDE) and result.images.dtype == np.float32
+    assert 0 <= result.images.min() and result.images.max() <= 1
+    assert list(result.steps) == list(range(0, 41, 5))
+    _assert_rises(result)
+    # the 8-bit images, through encode, beat every natural image
+    synthesised = _encoded_mean(model, result.images_uint8())
+    assert synthesised.min() > best
+    # the recorded objective is the encoder's response (float path, no 8-bit rounding)
+    np.testing.assert_allclose(result.objective[-1], result.responses[:, 0], rtol=1e-6)
+    float_path = _encoded_mean(model, result.images)
+    np.testing.assert_allclose(result.objective[-1], float_path, rtol=1e-4, atol=1e-5)
+
+
+def test_suppress_from_natural_images_with_priors(model: EncodingModel) -> None:
+    start = _natural(2)
+    result = synthesise(
+        model, start=start, direction="suppress", steps=24, lr=0.05, parameterisation="fourier",
+        blur=0.5, tv=0.01, l2=0.01, every=4, show_progress=False,
+    )  # fmt: skip
+    # the first checkpoint is the start images (pixel values within the 1e-3 clip of the logit)
+    np.testing.assert_allclose(result.objective[0], _encoded_mean(model, start), atol=0.05)
+    _assert_rises(result, sign=-1.0)
+
+
+def test_contrast_of_two_areas(model: EncodingModel) -> None:
+    with _tiny([0, 1]) as a, _tiny([2, 3]) as b:
+        result = synthesise(
+            [a, b], weights=[1.0, -1.0], size=SIDE, steps=30, lr=0.1, parameterisation="pixel",
+            every=10, show_progress=False,
+        )  # fmt: skip
+        images = result.images_uint8()
+        contrast = _encoded_mean(a, images) - _encoded_mean(b, images)
+        start = synthesise(
+            [a, b], weights=[1.0, -1.0], size=SIDE, steps=1, lr=1e-6, parameterisation="pixel",
+            show_progress=False,
+        )  # fmt: skip
+    _assert_rises(result)
+    assert result.area_names == (CARD.model_id, CARD.model_id)
+    np.testing.assert_allclose(
+        result.objective[-1], result.responses @ np.array([1.0, -1.0]), rtol=1e-6, atol=1e-9
+    )
+    assert contrast[0] > start.objective[0, 0]
+
+
+def test_seeded_runs_repeat_and_seeds_differ(model: EncodingModel) -> None:
+    kwargs = dict(size=SIDE, steps=6, jitter=3, parameterisation="fourier", show_progress=False)
+    one = synthesise(model, seed=3, **kwargs)
+    two = synthesise(model, seed=3, **kwargs)
+    other = synthesise(model, seed=4, **kwargs)
+    np.testing.assert_array_equal(one.images, two.images)
+    np.testing.assert_array_equal(one.objective, two.objective)
+    assert not np.array_equal(one.images, other.images)
+
+
+def test_save_writes_images_grid_hdf5_and_csv(model: EncodingModel, tmp_path) -> None:
+    import h5py
+    from PIL import Image
+
+    result = synthesise(model, size=SIDE, n_images=2, steps=4, every=2, show_progress=False)
+    written = result.save(tmp_path / "out")
+    names = sorted(p.name for p in written)
+    assert names == ["grid.png", "image_000.png", "image_001.png", "objective.csv", "synthesis.h5"]
+    png = np.asarray(Image.open(tmp_path / "out" / "image_001.png")).transpose(2, 0, 1)
+    np.testing.assert_array_equal(png, result.images_uint8()[1])
+    with h5py.File(tmp_path / "out" / "synthesis.h5") as f:
+        np.testing.assert_array_equal(f["objective"][()], result.objective)
+        np.testing.assert_array_equal(f["steps"][()], [0, 2, 4])
+        assert f.attrs["direction"] == "drive" and f.attrs["steps"] == 4
+    with open(tmp_path / "out" / "objective.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3 * 2
+    assert float(rows[-1]["objective"]) == result.objective[-1, 1]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"direction": "up"}, r"direction='up': expected one of \['drive', 'suppress'\]"),
+        ({"steps": 0}, r"steps=0: expected an integer >= 1"),
+        ({"lr": -1.0}, r"lr=-1\.0: expected a finite number > 0"),
+        ({"blur": float("nan")}, r"blur=nan: expected a finite number >= 0"),
+        ({"parameterisation": "wavelet"}, r"parameterisation='wavelet': expected one of"),
+        ({"jitter": 40}, r"jitter=40: expected fewer pixels than the image side 32"),
+        ({"weights": [1.0, 2.0]}, r"weights=\[1\.0, 2\.0\]: expected 1 finite numbers"),
+        ({"start": np.zeros((2, 1, 8, 8))}, r"start=array\(shape=\(2, 1, 8, 8\)"),
+        ({"start": np.full((1, 3, 8, 8), 2.0)}, r"expected uint8 values or finite floats"),
+        ({"device": "cuda:7"}, r"device='cuda:7': the areas' models are on \['cpu'\]"),
+    ],
+)
+def test_bad_inputs_are_named(model: EncodingModel, kwargs: dict, message: str) -> None:
+    kwargs = {"size": SIDE, "steps": 1, "show_progress": False, **kwargs}
+    with pytest.raises(InvalidParameterError, match=message):
+        synthesise(model, **kwargs)
+
+
+def test_bad_areas_and_models_without_a_path(model: EncodingModel) -> None:
+    with pytest.raises(InvalidParameterError, match=r"areas=\[\]: expected an EncodingModel"):
+        synthesise([], show_progress=False)
+
+    class Plain(EncodingModel):
+        def output_sizes(self) -> tuple[int, ...]:
+            return (4,)
+
+        def encode_batches(self, stimulus):  # pragma: no cover - never encoded
+            yield (np.zeros((len(stimulus), 4), np.float32),)
+
+    with pytest.raises(NotDifferentiableError, match="fmri-synth-tiny has no differentiable"):
+        synthesise(Plain(model.request), steps=1, show_progress=False)
