@@ -111,6 +111,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--force", action="store_true", help="overwrite --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--cluster",
+        metavar="SPEC",
+        help="encode on a Dask cluster (needs berg-distributed): local[:N], tcp://HOST:8786 or "
+        "slurm[:CONFIG.yaml]; see docs/scaling.md",
+    )
+    p.add_argument(
+        "--shard-size", type=_positive_int, help="with --cluster: images per task (default 256)"
+    )
 
     p = sub.add_parser(
         "fetch",
@@ -419,6 +428,10 @@ def _cmd_encode(args: argparse.Namespace) -> int:
             raise UsageError("give the ROI with --roi or in --selection, not both")
         selection["roi"] = args.roi[0] if len(args.roi) == 1 else args.roi
     check_output_path(args.out, force=args.force, parameter="--out")
+    if args.cluster is not None:
+        return _encode_on_cluster(args, selection)
+    if args.shard_size is not None:
+        raise UsageError("--shard-size is the size of a --cluster task; give --cluster too")
     if args.reference_image is not None and not args.reference_image.is_file():
         raise InvalidParameterError(f"--reference-image {args.reference_image}: no such file")
     stimulus_path: Path = args.stimulus
@@ -457,6 +470,19 @@ def _cmd_encode(args: argparse.Namespace) -> int:
         )
         print(f"wrote {written}: {len(stimulus)} images x {sizes}")
     return 0
+
+
+def _encode_on_cluster(args: argparse.Namespace, selection: dict[str, Any]) -> int:
+    """``berg encode --cluster``: run by berg-distributed, imported only here."""
+    import importlib.util
+
+    if importlib.util.find_spec("berg_distributed") is None:
+        raise UsageError("--cluster needs berg-distributed: pip install berg-distributed")
+    from berg_distributed.cli import encode_command
+
+    berg = _berg(args)
+    options = _options(berg, args.model_id, args.option, args.batch_size)
+    return encode_command(args, berg, _subject(args.subject), selection, options)
 
 
 def _cmd_fetch(args: argparse.Namespace) -> int:

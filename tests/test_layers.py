@@ -190,3 +190,19 @@ def test_the_fsaverage_size_is_defined_once() -> None:
             if isinstance(node, ast.Constant) and node.value == 163_842:
                 places.append(str(path.relative_to(ROOT)))
     assert places == ["plugins/berg-nsd/berg_nsd/fsaverage.py"], places
+
+
+def test_berg_core_reaches_dask_only_through_the_cli_hand_over() -> None:
+    # berg-distributed (and dask) are optional: only `berg encode --cluster` imports them, inside
+    # a function, so `import berg_core` and every other command work without them
+    optional = ("dask", "distributed", "dask_jobqueue", "berg_distributed")
+    found = []
+    for path in CORE.rglob("*.py"):
+        name = module_name(path, ROOT)
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        top = {n.lineno for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))}
+        for module, _, line in imports(path, package):
+            if module.split(".")[0] in optional:
+                found.append((name, module, line in top))
+    assert found == [("berg_core.cli", "berg_distributed.cli", False)], found

@@ -15,7 +15,16 @@ from pathlib import Path
 
 import pytest
 
-HEAVY = ("torch", "torchvision", "sklearn", "brainscore_vision")
+HEAVY = (
+    "torch",
+    "torchvision",
+    "sklearn",
+    "brainscore_vision",
+    "dask",
+    "distributed",
+    "dask_jobqueue",
+    "berg_distributed",
+)
 
 PROBE = """
 import json, sys
