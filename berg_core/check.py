@@ -17,15 +17,18 @@ module) and runs named checks on it, each reported as ``ok``, ``FAIL`` (with the
 * ``<model_id>: ...``: with a *fixture* (``berg_check_fixture`` in the plugin module, or a
   ``berg_dir`` and model id given on the command line), a few images are encoded and the results
   checked against the card and the model (:func:`contract_results`): shapes, ``float32``,
-  dims and coordinates, finite values, determinism, batch-size independence, metadata.
+  dims and coordinates, finite values, determinism, batch-size independence, metadata and aux
+  coordinates.
 
 A fixture is a hook-free convention: the plugin module defines ``berg_check_fixture`` (a function,
 or an import path ``"pkg.module:function"`` to keep the plugin module light) called as
 ``berg_check_fixture(tmp_path)`` with an empty folder; it writes what its models read there and
 returns a dict (or a list of dicts, one per model to encode) with the keys ``berg_dir``,
 ``model_id`` and optionally ``subject``, ``selection``, ``options`` (keyword options of
-``get_encoding_model``) and ``images`` (anything ``encode`` accepts; default: three random
-``uint8`` images of 48 x 48 pixels).
+``get_encoding_model``), ``images`` (anything ``encode`` accepts; default: three random
+``uint8`` images of 48 x 48 pixels) and ``env`` (environment variables set while that model is
+loaded and encoded, then restored: e.g. ``TORCH_HOME`` from
+:func:`berg_core.testing.check_torch_env`, so that a backbone loads offline).
 """
 
 from __future__ import annotations
@@ -374,10 +377,13 @@ def contract_results(
 
     Checks (each a :class:`CheckResult` named ``"<model_id>: <check>"``): ``load``; ``dims``
     (``output_shapes()`` and ``output_coords()`` agree with the card's dims, sizes and coords);
-    ``encode``; ``shapes`` (``(N, *model.shapes()[i])``, one bare array for one output);
+    ``aux coords`` (every ``output_aux_coords()`` entry has one value per position of its dims,
+    and survives a pick along its first dim: the model loaded with only the last position of
+    that dim has that position's values; skipped with a *selection*); ``encode``; ``shapes``
+    (``(N, *model.shapes()[i])``, one bare array for one output);
     ``float32``; ``finite``; ``deterministic`` (a second encode is equal); ``batching`` (batches
     of one image give the same values, to float32 rounding); ``metadata``
-    (``metadata["output"]`` names, dims, coords and columns agree with the model).
+    (``metadata["output"]`` names, dims, coords, aux coords and columns agree with the model).
 
     Parameters
     ----------
@@ -405,6 +411,9 @@ def contract_results(
     report.add(f"{label}: load", None, repr(model))
     with model:
         if not report.add(f"{label}: dims", _dims_problems(model, selection)):
+            return report.results
+        aux_problems, aux_detail = _aux_problems(berg, model, subject, selection, options)
+        if not report.add(f"{label}: aux coords", aux_problems, aux_detail):
             return report.results
         try:
             responses, metadata = berg.encode(
@@ -463,6 +472,48 @@ def contract_results(
         report.add(f"{label}: batching", _batching_problems(arrays, single_arrays))
         report.add(f"{label}: metadata", _metadata_problems(model, metadata))
     return report.results
+
+
+def _aux_problems(
+    berg: Any,
+    model: Any,
+    subject: int | str | None,
+    selection: Mapping[str, Any] | None,
+    options: Mapping[str, Any] | None,
+) -> tuple[list[str], str]:
+    """Problems of the model's aux coordinates, and a summary of them."""
+    try:
+        aux = model.aux_coords()
+    except Exception as exc:
+        return [f"aux_coords() failed: {_one_line(exc)}"], ""
+    entries = [(output, name) for output, named in aux.items() for name in named]
+    if not entries:
+        return [], "none"
+    problems: list[str] = []
+    if selection:  # a pick on top of a selection could select nothing
+        return problems, ", ".join(f"{o}/{n}" for o, n in entries)
+    coords = model.coords()
+    for output, name in entries:
+        dims, values = aux[output][name]
+        dim = dims[0]
+        last = np.asarray(coords[output][dim])[-1]
+        pick = {dim: [last.item() if hasattr(last, "item") else last]}
+        try:
+            with berg.get_encoding_model(
+                model.model_id, subject=subject, selection=pick, **dict(options or {})
+            ) as picked:
+                picked_dims, picked_values = picked.aux_coords()[output][name]
+        except Exception as exc:
+            problems.append(f"picking {pick} failed: {_one_line(exc)}")
+            continue
+        want = np.asarray(values)[-1:]
+        if tuple(picked_dims) != tuple(dims) or not _equal(np.asarray(picked_values), want):
+            problems.append(
+                f"aux coordinate {output}/{name} along {list(dims)}: with the pick {pick} it "
+                f"has shape {np.shape(picked_values)}, not the picked position's values "
+                f"{want.shape}"
+            )
+    return problems, ", ".join(f"{o}/{n}" for o, n in entries)
 
 
 def _yielded_dtypes(model: Any, images: Any) -> list[str]:
@@ -565,6 +616,14 @@ def _metadata_problems(model: Any, metadata: Any) -> list[str]:
                 problems.append(f"metadata['output']['coords'][{name!r}][{dim!r}] is wrong")
             elif len(values) != size:
                 problems.append(f"{len(values)} coords for {name!r} dim {dim!r} of size {size}")
+        for aux, (dims, values) in model.aux_coords().get(name, {}).items():
+            entry = output.get("aux_coords", {}).get(name, {}).get(aux)
+            if (
+                not isinstance(entry, dict)
+                or list(entry.get("dims", ())) != list(dims)
+                or not _equal(np.asarray(entry.get("values")), np.asarray(values))
+            ):
+                problems.append(f"metadata['output']['aux_coords'][{name!r}][{aux!r}] is wrong")
         if len(shape) == 1:
             column = output.get("columns", {}).get(name)
             values = next(iter(coords[name].values()))
@@ -606,7 +665,7 @@ def _fixture_cases(
         if "model_id" not in case or "berg_dir" not in case:
             raise InvalidParameterError(
                 f"{FIXTURE_ATTRIBUTE} returned {sorted(case)}; it must give 'berg_dir' and "
-                f"'model_id' (and may give 'subject', 'selection', 'options', 'images')"
+                f"'model_id' (and may give 'subject', 'selection', 'options', 'images', 'env')"
             )
     return [dict(case, berg_dir=berg_dir or case["berg_dir"]) for case in cases]
 
@@ -691,15 +750,39 @@ def check_plugin(
                     report.skip("encode", cases)
                     return report
                 for case in cases:
-                    report.results += contract_results(
-                        BERG(case["berg_dir"]),
-                        case["model_id"],
-                        subject=case.get("subject"),
-                        selection=case.get("selection"),
-                        options=case.get("options"),
-                        images=case.get("images"),
-                    )
+                    with _environment(case.get("env")):
+                        report.results += contract_results(
+                            BERG(case["berg_dir"]),
+                            case["model_id"],
+                            subject=case.get("subject"),
+                            selection=case.get("selection"),
+                            options=case.get("options"),
+                            images=case.get("images"),
+                        )
     return report
+
+
+@contextmanager
+def _environment(env: Mapping[str, str] | None) -> Iterator[None]:
+    """Set the environment variables *env* inside the block, then restore what they were."""
+    env = dict(env or {})
+    bad = [
+        key for key, value in env.items() if not isinstance(key, str) or not isinstance(value, str)
+    ]
+    if bad:
+        raise InvalidParameterError(
+            f"{FIXTURE_ATTRIBUTE} returned env with {bad!r}: names and values must be str"
+        )
+    previous = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _check_loaded(

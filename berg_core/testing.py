@@ -12,10 +12,14 @@ top-level ``conftest.py``) for the fixtures ``write_npy_dict``, ``berg_images`` 
 (:func:`make_torch_home` imports it when called).
 
 * :func:`write_npy_dict` writes a dict as the reference toolkit saves its model files (a pickled
-  ``.npy``) at a path under ``berg_dir``;
+  ``.npy``) at a path under ``berg_dir``; :func:`write_card_files` writes every file a card lists
+  for a subject that way, and :func:`reference_weights` makes a random readout in the reference
+  layout (``scaler_param``, ``pca_param``, ``reg_param`` with every key scikit-learn saves);
 * :func:`make_torch_home` / :func:`torch_home_fixture` put random weights for torchvision
   backbones in a ``TORCH_HOME`` under their real file names, so that ``load_pretrained`` finds
   them offline; the fixture sets ``TORCH_HOME`` for the session and restores it;
+  :func:`check_torch_env` gives a ``berg_check_fixture`` the ``env`` entry that does the same for
+  ``berg check`` (which sets it while encoding, then restores it);
 * :func:`check_model` runs the contract checks ``berg check`` runs
   (:func:`berg_core.check.contract_results`) and fails the test with every problem found;
 * :func:`only_plugin` rebuilds the registry with one plugin only (and restores it);
@@ -41,12 +45,15 @@ from berg_core.check import CheckResult, contract_results, default_images, isola
 __all__ = [
     "assert_within",
     "check_model",
+    "check_torch_env",
     "make_torch_home",
     "only_plugin",
     "reference_readout",
+    "reference_weights",
     "torch_home_fixture",
     "use_torch_home",
     "vit_b_32_features",
+    "write_card_files",
     "write_npy_dict",
 ]
 
@@ -84,6 +91,146 @@ def write_npy_dict(berg_dir: str | Path, relative_path: str, data: Mapping[str, 
     path.parent.mkdir(parents=True, exist_ok=True)
     np.save(path, dict(data), allow_pickle=True)
     return path
+
+
+def write_card_files(
+    berg_dir: str | Path,
+    card: Any,
+    subject: int | str | None,
+    contents: Mapping[str, Mapping[str, Any]],
+    *,
+    complete: bool = True,
+) -> dict[str, Path]:
+    """Write the files *card* lists for *subject*, each a dict as the reference saves it.
+
+    Parameters
+    ----------
+    berg_dir : path
+        The root of the model files (created if missing).
+    card : ModelCard
+        The model whose files these are.
+    subject : int, str or None
+        The subject the paths are formatted with.
+    contents : mapping of str to mapping
+        Path template (a card's ``FileSpec.path``, ``{subject}`` unformatted, or any other
+        template under ``berg_dir``) -> the dict to write there.
+    complete : bool
+        Require a dict for every file of ``card.files_for(subject)`` (``False`` to leave some
+        out, e.g. to test a missing file).
+
+    Returns
+    -------
+    dict of str to Path
+        Each template -> the file written.
+
+    Raises
+    ------
+    ValueError
+        With *complete*, a file of the card that *contents* does not give (named).
+    """
+    written = {
+        template: write_npy_dict(berg_dir, template.format(subject=subject), data)
+        for template, data in contents.items()
+    }
+    relative = {str(path.relative_to(Path(berg_dir))) for path in written.values()}
+    missing = [f for f in card.files_for(subject) if f not in relative]
+    if complete and missing:
+        raise ValueError(
+            f"write_card_files({card.model_id}, subject {subject!r}): no contents for "
+            f"{', '.join(missing)}; give a dict for every file of the card, or complete=False"
+        )
+    return written
+
+
+def reference_weights(
+    n_features: int, n_rows: int, *, k: int = 3, seed: int | Sequence[int] = 0
+) -> dict[str, Any]:
+    """A random readout in the reference layout: scaler, one PCA (*k* components), one OLS.
+
+    Every key scikit-learn saves is present (berg reads only some); values are seeded, with
+    scales a float32 readout computes accurately (non-zero ``scale_``, unit-norm components).
+
+    Parameters
+    ----------
+    n_features : int
+        D, the features the backbone gives.
+    n_rows : int
+        The regression's outputs (e.g. channels x times, channel-major).
+    k : int
+        PCA components.
+    seed : int or sequence of int
+        Seed of :func:`numpy.random.default_rng`.
+
+    Returns
+    -------
+    dict
+        ``{"scaler_param": ..., "pca_param": ..., "reg_param": ...}``.
+    """
+    rng = np.random.default_rng(seed)
+    scale = rng.uniform(0.5, 2.0, n_features)
+    variance = np.sort(rng.uniform(1, 10, k))[::-1]
+    return {
+        "scaler_param": {
+            "scale_": scale,
+            "mean_": rng.normal(0, 0.5, n_features),
+            "var_": scale**2,
+            "n_features_in_": n_features,
+            "n_samples_seen_": 100,
+        },
+        "pca_param": {
+            "components_": (rng.normal(0, 1, (k, n_features)) / np.sqrt(n_features)).astype(
+                np.float32
+            ),
+            "explained_variance_": variance,
+            "explained_variance_ratio_": variance / variance.sum() / 2,
+            "singular_values_": np.sqrt(variance * 100),
+            "mean_": rng.normal(0, 0.01, n_features).astype(np.float32),
+            "n_components_": k,
+            "n_samples_": 100,
+            "noise_variance_": 0.5,
+            "n_features_in_": n_features,
+        },
+        "reg_param": {
+            "coef_": rng.normal(0, 1, (n_rows, k)).astype(np.float32),
+            "intercept_": rng.normal(0, 0.1, n_rows).astype(np.float32),
+            "n_features_in_": k,
+        },
+    }
+
+
+def check_torch_env(tmp_path: str | Path, *weights: Any, seed: int = 7) -> dict[str, str]:
+    """The ``env`` a ``berg_check_fixture`` returns so that its backbones load offline.
+
+    ``{}`` when torchvision's cache already holds every checkpoint of *weights*; else random
+    weights are written under their real file names in ``tmp_path / "torch_home"``
+    (:func:`make_torch_home`) and ``{"TORCH_HOME": that folder}`` is returned: ``berg check``
+    sets it while it encodes the fixture's models and restores it after, so nothing leaks into
+    the rest of the process::
+
+        def berg_check_fixture(tmp_path):
+            ...
+            env = check_torch_env(tmp_path, "ViT_B_32_Weights.IMAGENET1K_V1")
+            return {"berg_dir": berg_dir, "model_id": MODEL_ID, "subject": 1, "env": env}
+
+    Parameters
+    ----------
+    tmp_path : path
+        The fixture's folder.
+    *weights
+        As for :func:`make_torch_home`.
+    seed : int
+        Seed of the random weights.
+
+    Returns
+    -------
+    dict of str to str
+    """
+    from berg_core.torchkit import checkpoint_path
+
+    if all(checkpoint_path(_resolve_weights(spec)[1]).exists() for spec in weights):
+        return {}
+    home = make_torch_home(Path(tmp_path) / "torch_home", weights, seed=seed)
+    return {"TORCH_HOME": str(home)}
 
 
 def _resolve_weights(spec: Any) -> tuple[Callable[..., Any], Any]:

@@ -8,6 +8,7 @@ interpreter); the others skip it to stay fast.
 from __future__ import annotations
 
 import itertools
+import os
 import textwrap
 from pathlib import Path
 
@@ -223,3 +224,53 @@ def test_images_are_encoded_as_given(tmp_path: Path, monkeypatch: pytest.MonkeyP
     report = check_plugin(name, fixture=fixture, heavy_probe=False)
     assert report.ok, report.lines
     assert f"ok    toy-{name}: shapes: eeg (2, 2, 3)" in report.lines
+
+
+AUX = {
+    "    def values(self, batch):": """    def output_aux_coords(self):
+        return {"eeg": {"position": (("channel",), np.array([[0.0, 1.0], [1.0, 0.5]]))}}
+
+    def values(self, batch):"""
+}
+
+
+def test_aux_coords_are_checked_and_survive_picks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    report = check(tmp_path, monkeypatch, AUX)
+    assert report.ok, report.lines
+    assert any(line.endswith("aux coords: eeg/position") for line in report.lines)
+
+
+def test_aux_coords_of_the_wrong_length_fail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    short = {
+        old: new.replace("[[0.0, 1.0], [1.0, 0.5]]", "[[0.0, 1.0]]") for old, new in AUX.items()
+    }
+    reason = failed(check(tmp_path, monkeypatch, short))["aux coords"]
+    assert "values of shape (1, 2) along dims ['channel'] of sizes (2,)" in reason
+
+
+def test_aux_coords_that_ignore_picks_fail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    override = "    def aux_coords(self):\n        return self.output_aux_coords()\n\n"
+    unpicked = {old: override + new for old, new in AUX.items()}
+    reason = failed(check(tmp_path, monkeypatch, unpicked))["aux coords"]
+    assert "with the pick {'channel': ['Pz']} it has shape (2, 2)" in reason
+    assert "(1, 2)" in reason
+
+
+def test_fixture_env_is_set_while_encoding_then_restored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("BERG_TOY_ENV", raising=False)
+    guard = "def load(request):\n    import os\n\n    assert os.environ['BERG_TOY_ENV'] == 'on'\n"
+    needs_env = {
+        "def load(request):\n": guard,
+        '{"berg_dir": tmp_path,': '{"env": {"BERG_TOY_ENV": "on"}, "berg_dir": tmp_path,',
+    }
+    report = check(tmp_path, monkeypatch, needs_env)
+    assert report.ok, report.lines
+    assert "BERG_TOY_ENV" not in os.environ
+    no_env = {"def load(request):\n": needs_env["def load(request):\n"]}
+    assert "BERG_TOY_ENV" in failed(check(tmp_path, monkeypatch, no_env))["load"]

@@ -54,7 +54,7 @@ def test_slow_template_installs_and_berg_check_passes(tmp_path: Path) -> None:
     result = berg(site, "check", "berg-template")
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
-    assert lines[-1] == "berg-template 0.1.0: all 25 checks passed"
+    assert lines[-1] == "berg-template 0.1.0: all 27 checks passed"
     assert "ok    load: [template]" in lines
     assert "ok    light registration" in lines
     assert "ok    eeg-template-readout (subject 1): shapes: eeg (3, 4, 12)" in lines
@@ -79,7 +79,7 @@ def test_slow_new_plugin_copy_installs_and_berg_check_passes(tmp_path: Path) -> 
     result = berg(site, "check", "berg-things-eeg2")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "ok    eeg-things_eeg2-readout (subject 1): batching" in result.stdout.splitlines()
-    assert result.stdout.splitlines()[-1] == "berg-things-eeg2 0.1.0: all 25 checks passed"
+    assert result.stdout.splitlines()[-1] == "berg-things-eeg2 0.1.0: all 27 checks passed"
 
 
 @pytest.mark.parametrize(

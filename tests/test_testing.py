@@ -72,6 +72,51 @@ def test_check_model_passes_and_fails(berg_dir: Path, toy_plugin: ModuleType) ->
     berg = BERG(berg_dir)
     results = check_model(berg, "toy-synthetic-linear", subject=1)
     assert {r.status for r in results} == {"ok"}
-    assert [r.name.split(": ")[-1] for r in results][:3] == ["load", "dims", "encode"]
+    names = [r.name.split(": ")[-1] for r in results][:4]
+    assert names == ["load", "dims", "aux coords", "encode"]
     with pytest.raises(AssertionError, match=r"FAIL  toy-synthetic-linear \(subject 9\): load"):
         check_model(berg, "toy-synthetic-linear", subject=9)
+
+
+def test_write_card_files_writes_every_file_of_the_card(tmp_path: Path) -> None:
+    from berg_core import Dim, FileSpec, ModelCard, Output
+    from berg_core.safe_npy import load_pickled_npy
+    from berg_core.testing import reference_weights, write_card_files
+
+    card = ModelCard(
+        model_id="toy-files",
+        modality="EEG",
+        training_dataset="none",
+        species="none",
+        model_type="toy",
+        subjects=(2,),
+        outputs=(Output(name="y", dims=(Dim(name="channel", size=4),)),),
+        files=(FileSpec(path="w/weights_{subject}.npy"), FileSpec(path="m/meta_{subject}.npy")),
+    )
+    weights = reference_weights(6, 4, k=2, seed=1)
+    written = write_card_files(
+        tmp_path, card, 2, {"w/weights_{subject}.npy": weights, "m/meta_{subject}.npy": {"a": 1}}
+    )
+    assert sorted(str(p.relative_to(tmp_path)) for p in written.values()) == sorted(
+        card.files_for(2)
+    )
+    back = load_pickled_npy(tmp_path / "w/weights_2.npy")
+    assert back["pca_param"]["components_"].shape == (2, 6)
+    assert back["reg_param"]["coef_"].shape == (4, 2) and back["scaler_param"]["scale_"].min() > 0
+    with pytest.raises(ValueError, match=r"no contents for m/meta_2.npy"):
+        write_card_files(tmp_path, card, 2, {"w/weights_{subject}.npy": weights})
+
+
+def test_check_torch_env_points_at_random_weights_only_when_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("torchvision")
+    from berg_core.testing import check_torch_env
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+    env = check_torch_env(tmp_path, "AlexNet_Weights.IMAGENET1K_V1")
+    assert env == {"TORCH_HOME": str(tmp_path / "torch_home")}
+    assert (tmp_path / "torch_home/hub/checkpoints/alexnet-owt-7be5be79.pth").is_file()
+    assert os.environ["TORCH_HOME"] == str(tmp_path / "empty")  # not set by the helper
+    monkeypatch.setenv("TORCH_HOME", env["TORCH_HOME"])
+    assert check_torch_env(tmp_path / "other", "AlexNet_Weights.IMAGENET1K_V1") == {}

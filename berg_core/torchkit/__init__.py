@@ -14,10 +14,14 @@ builds their models, so that registering them stays cheap. It provides:
 * :class:`NodeFeatureExtractor` - flattened outputs of named nodes, concatenated into ``(B, D)``;
 * :class:`LinearReadout` - scaler -> PCA -> float32 -> linear regression(s) in float32 torch;
 * :class:`MatrixReadout` - a plain ``(D, n)`` weight matrix and bias per output, the same way;
+* :class:`StackedReadout` - one output stacked from scaler -> PCA_r -> regression_r parts that
+  share the scaler (one PCA and regression per repetition);
 * :class:`FeatureReadoutModel` - an :class:`~berg_core.EncodingModel` gluing the three together;
 * :func:`build_readout_model` - the whole "base network + readout" model from a backbone, its
   nodes, the preprocessing (:class:`ImageTransform` or torchvision weights) and the stored
-  readout arrays (:func:`readout_from_arrays`); :func:`torchvision_backbone` builds the network.
+  readout arrays (:func:`readout_from_arrays`), keeping the rows a selection keeps
+  (:func:`grid_rows`) and labelling them with coordinates and metadata read from the subject's
+  files; :func:`torchvision_backbone` builds the network.
 
 See ``docs/torchkit.md``.
 """
@@ -36,6 +40,7 @@ from berg_core.torchkit.family import (
     IMAGENET_STD,
     ImageTransform,
     build_readout_model,
+    grid_rows,
     readout_from_arrays,
     torchvision_backbone,
 )
@@ -48,6 +53,7 @@ from berg_core.torchkit.readout import (
     SCALER_KEYS,
     LinearReadout,
     MatrixReadout,
+    StackedReadout,
 )
 
 __all__ = [
@@ -65,12 +71,14 @@ __all__ = [
     "NodeFeatureExtractor",
     "Preprocessor",
     "SharedBackbone",
+    "StackedReadout",
     "build_readout_model",
     "build_seeded",
     "checkpoint_path",
     "default_batch_size",
     "empty_device_cache",
     "feature_cache",
+    "grid_rows",
     "load_pretrained",
     "readout_from_arrays",
     "resolve_device",

@@ -38,13 +38,14 @@ from berg_core.torchkit.device import resolve_device
 from berg_core.torchkit.features import NodeFeatureExtractor
 from berg_core.torchkit.model import FeatureReadoutModel
 from berg_core.torchkit.preprocess import Preprocessor
-from berg_core.torchkit.readout import LinearReadout, MatrixReadout
+from berg_core.torchkit.readout import LinearReadout, MatrixReadout, StackedReadout
 
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "ImageTransform",
     "build_readout_model",
+    "grid_rows",
     "readout_from_arrays",
     "torchvision_backbone",
 ]
@@ -246,6 +247,36 @@ def readout_from_arrays(
     )
 
 
+def grid_rows(indices: Sequence[np.ndarray], sizes: Sequence[int]) -> np.ndarray:
+    """The rows of a C-order flattened ``sizes`` grid that keep *indices* along each axis.
+
+    For a regression whose rows are ``(channel, time)`` flattened channel-major, the rows of
+    channels ``c`` and times ``t`` are ``grid_rows([c, t], (n_channels, n_times))``: every
+    ``c[i] * n_times + t[j]``, ``i`` major. Indices keep their order and repeats.
+
+    Parameters
+    ----------
+    indices : sequence of integer arrays
+        One index array per axis.
+    sizes : sequence of int
+        The full size of each axis.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``int64`` rows, ``prod(len(i) for i in indices)`` of them.
+    """
+    if len(indices) != len(sizes):
+        raise PluginError(f"grid_rows: {len(indices)} index arrays for {len(sizes)} axes")
+    arrays = [np.asarray(index, dtype=np.int64) for index in indices]
+    for axis, (index, size) in enumerate(zip(arrays, sizes, strict=True)):
+        if index.ndim != 1 or (index.size and not 0 <= index.min() <= index.max() < size):
+            raise PluginError(f"grid_rows: indices of axis {axis} outside 0..{int(size) - 1}")
+    if not arrays:
+        return np.zeros(1, dtype=np.int64)
+    return np.ravel_multi_index(np.ix_(*arrays), tuple(int(n) for n in sizes)).ravel()
+
+
 def _full_shape(output: Output) -> tuple[int, ...] | None:
     """The output's shape from the card, or ``None`` if a dim's size is not declared."""
     sizes = tuple(dim.size for dim in output.dims)
@@ -258,10 +289,13 @@ def build_readout_model(
     backbone: nn.Module | SharedBackbone,
     nodes: Sequence[str],
     preprocessing: Any,
-    readout: Mapping[str, Any] | LinearReadout | MatrixReadout,
+    readout: Mapping[str, Any] | LinearReadout | MatrixReadout | StackedReadout,
     source: str | Location = "readout arrays",
     columns: Mapping[str, np.ndarray | None] | None = None,
     shapes: Mapping[str, tuple[int, ...]] | None = None,
+    rows: Mapping[str, np.ndarray] | None = None,
+    coords: Mapping[str, Mapping[str, np.ndarray]] | None = None,
+    metadata: Mapping[str, Any] | None = None,
     channels_last: bool = False,
     model_class: type[FeatureReadoutModel] = FeatureReadoutModel,
     **model_kwargs: Any,
@@ -282,9 +316,10 @@ def build_readout_model(
     preprocessing : torchvision Weights member, ImageTransform or callable
         The image transform: a torchvision weights' own (``ResNet18_Weights.IMAGENET1K_V1``),
         an :class:`ImageTransform`, or any callable taking a ``(B, 3, H, W)`` tensor.
-    readout : mapping, LinearReadout or MatrixReadout
+    readout : mapping, LinearReadout, MatrixReadout or StackedReadout
         The stored readout arrays (layouts in :func:`readout_from_arrays`), or a readout
-        already built on ``resolve_device(request.device)``.
+        already built on ``resolve_device(request.device)`` (a
+        :class:`~berg_core.torchkit.StackedReadout` for one PCA and regression per repetition).
     source : str or Location
         Where the arrays come from (the weights file), for error messages.
     columns : mapping of str to array or None, optional
@@ -293,6 +328,16 @@ def build_readout_model(
     shapes : mapping of str to tuple of int, optional
         The shape of each output with several dims whose sizes the card does not declare.
         The readout's columns of such an output are the C-order flattening of that shape.
+        With *rows*, the shape of what the rows keep.
+    rows : mapping of str to array, optional
+        For outputs with several dims, the readout columns (rows of the stored regression) a
+        selection keeps, as :func:`grid_rows` gives them; the file must hold the full output
+        (the card's sizes), only these are read. Their count must match the *shapes* entry.
+    coords : mapping of str to mapping of str to array, optional
+        Output -> dim -> coordinates of what the model yields (after *rows*), e.g. a subject's
+        channel names read from its metadata file (see :class:`FeatureReadoutModel`).
+    metadata : mapping, optional
+        The subject's metadata dict, returned by ``subject_metadata()``.
     channels_last : bool
         Run convolutions in channels-last memory format (faster on CPU).
     model_class : type, optional
@@ -318,8 +363,10 @@ def build_readout_model(
     device = resolve_device(request.device)
     output_shapes: dict[str, tuple[int, ...]] = {}
     n_columns: dict[str, int | None] = {}
+    kept_rows: dict[str, np.ndarray | None] = dict(columns or {})
     for output in card.outputs:
-        shape = (shapes or {}).get(output.name) or _full_shape(output)
+        full = _full_shape(output)
+        shape = (shapes or {}).get(output.name) or full
         if len(output.dims) > 1:
             if shape is None:
                 raise PluginError(
@@ -329,9 +376,23 @@ def build_readout_model(
             if (columns or {}).get(output.name) is not None:
                 raise PluginError(
                     f"{card.model_id}: columns= is for one-dim outputs; {output.name!r} has dims "
-                    f"{output.dim_names} (users pick along them with selection keys)"
+                    f"{output.dim_names} (give its rows= instead)"
                 )
             output_shapes[output.name] = tuple(int(n) for n in shape)
+            keep = (rows or {}).get(output.name)
+            if keep is not None:
+                if full is None:
+                    raise PluginError(
+                        f"{card.model_id}: rows= of {output.name!r} need the sizes of its dims "
+                        f"{output.dim_names} on the card"
+                    )
+                if len(keep) != int(np.prod(shape)):
+                    raise PluginError(
+                        f"{card.model_id}: {len(keep)} rows= of {output.name!r} for its shape "
+                        f"{tuple(shape)}"
+                    )
+                kept_rows[output.name] = np.asarray(keep)
+                shape = full
         n_columns[output.name] = None if shape is None else int(np.prod(shape))
 
     if isinstance(preprocessing, ImageTransform) or not hasattr(preprocessing, "transforms"):
@@ -343,7 +404,7 @@ def build_readout_model(
     extractor = NodeFeatureExtractor(
         backbone, nodes, device, channels_last=channels_last, input_size=input_size
     )
-    if not isinstance(readout, (LinearReadout, MatrixReadout)):
+    if not isinstance(readout, (LinearReadout, MatrixReadout, StackedReadout)):
         readout = readout_from_arrays(
             readout,
             card.output_names,
@@ -351,7 +412,13 @@ def build_readout_model(
             source=source,
             feature_dim=extractor.feature_dim,
             n_columns=n_columns,
-            columns=columns,
+            columns=kept_rows,
+        )
+    elif readout.feature_dim != extractor.feature_dim:
+        root = source if isinstance(source, Location) else Location(source, "weights")
+        raise ModelLoadError(
+            f"{root} is a readout of {readout.feature_dim} features; the backbone's nodes give "
+            f"{extractor.feature_dim}"
         )
     selected = {}
     for name, size in zip(card.output_names, readout.output_sizes(), strict=True):
@@ -366,5 +433,7 @@ def build_readout_model(
         device=device,
         columns=selected,
         shapes=output_shapes,
+        coords=coords,
+        metadata=metadata,
         **model_kwargs,
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -13,7 +13,7 @@ from berg_core.torchkit.cache import feature_cache, feature_key
 from berg_core.torchkit.device import empty_device_cache
 from berg_core.torchkit.features import NodeFeatureExtractor
 from berg_core.torchkit.preprocess import Preprocessor
-from berg_core.torchkit.readout import LinearReadout, MatrixReadout
+from berg_core.torchkit.readout import LinearReadout, MatrixReadout, StackedReadout
 
 if TYPE_CHECKING:
     from berg_core.stimulus import Stimulus
@@ -47,7 +47,7 @@ class FeatureReadoutModel(EncodingModel):
         What was asked for; ``request.card.outputs`` must name the readout heads in order.
     preprocessor : Preprocessor
     extractor : NodeFeatureExtractor
-    readout : LinearReadout or MatrixReadout
+    readout : LinearReadout, MatrixReadout or StackedReadout
     device : torch.device
     columns : mapping of str to numpy.ndarray, optional
         For each output, the index of each column in the model's full output space (the
@@ -59,6 +59,12 @@ class FeatureReadoutModel(EncodingModel):
         For outputs with several dims (``("channel", "time")``), their shape after the image
         axis; its product is the number of readout columns, which are in C order (``channel``
         major, ``time`` minor). Outputs not named have one dim, of the readout's size.
+    coords : mapping of str to mapping of str to array, optional
+        Output -> dim -> the coordinate of every position (e.g. a subject's channel names from
+        its metadata file), as :meth:`output_coords` returns them; dims not given get the
+        default (the card's coords, the columns, or ``0..n-1``).
+    metadata : mapping, optional
+        The subject's metadata dict, returned by :meth:`subject_metadata` (default: none).
     """
 
     def __init__(
@@ -67,11 +73,13 @@ class FeatureReadoutModel(EncodingModel):
         *,
         preprocessor: Preprocessor,
         extractor: NodeFeatureExtractor,
-        readout: LinearReadout | MatrixReadout,
+        readout: LinearReadout | MatrixReadout | StackedReadout,
         device: torch.device,
         columns: Mapping[str, np.ndarray] | None = None,
         batch_size: int | None = None,
         shapes: Mapping[str, tuple[int, ...]] | None = None,
+        coords: Mapping[str, Mapping[str, np.ndarray]] | None = None,
+        metadata: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(request)
         heads = tuple(readout.heads)
@@ -122,6 +130,21 @@ class FeatureReadoutModel(EncodingModel):
                 raise ValueError(f"columns of {name!r} are {index.dtype}, not integer indices")
             self._columns[name] = index.astype(np.int64)
         self._sizes = sizes
+        self._metadata = None if metadata is None else dict(metadata)
+        self._coords: dict[str, dict[str, np.ndarray]] = {}
+        for name, given in (coords or {}).items():
+            if name not in heads:
+                raise ValueError(f"coords of {name!r}, which is not an output {heads}")
+            output = request.card.output(name)
+            shape = dict(zip(output.dim_names, self._shapes[heads.index(name)], strict=True))
+            for dim, values in given.items():
+                values = np.asarray(values)
+                if dim not in shape or values.shape != (shape[dim],):
+                    raise ValueError(
+                        f"coords[{name!r}][{dim!r}] of shape {values.shape}: output {name!r} "
+                        f"has dims {shape}"
+                    )
+                self._coords.setdefault(name, {})[dim] = values
 
     def output_sizes(self) -> tuple[int, ...]:
         """Number of selected columns of each output."""
@@ -135,6 +158,17 @@ class FeatureReadoutModel(EncodingModel):
         """For each one-dim output, the index of every column in the full output space."""
         return {name: index.copy() for name, index in self._columns.items()}
 
+    def output_coords(self) -> dict[str, dict[str, np.ndarray]]:
+        """The default coordinates, replaced by those given as *coords* (copies)."""
+        result = super().output_coords()
+        for name, given in self._coords.items():
+            result[name].update({dim: values.copy() for dim, values in given.items()})
+        return result
+
+    def subject_metadata(self) -> dict[str, Any]:
+        """The *metadata* given (a shallow copy), else ``{}``."""
+        return {} if self._metadata is None else dict(self._metadata)
+
     def _responses(
         self, batch: np.ndarray | list[np.ndarray], out: tuple[torch.Tensor, ...] | None = None
     ) -> tuple[torch.Tensor, ...]:
@@ -145,7 +179,8 @@ class FeatureReadoutModel(EncodingModel):
         """Backbone features of one batch, from the process's feature cache when there.
 
         The key covers the weights, the preprocessing, the nodes, the device and the batch's
-        bytes (:mod:`berg_core.torchkit.cache`); the result may be modified in place.
+        bytes (:mod:`berg_core.torchkit.cache`). The readouts never modify features, so a cached
+        tensor is used as it is (moved to the device, not copied).
         """
         cache = feature_cache()
         described = self.preprocessor.identity() if cache.enabled else None
@@ -154,7 +189,7 @@ class FeatureReadoutModel(EncodingModel):
         key = feature_key(self.extractor.identity(), described, batch)
         stored = cache.get(key)
         if stored is not None:
-            return stored.to(self.device, copy=True)
+            return stored.to(self.device)
         features = self.extractor(self.preprocessor(batch))
         cache.put(key, features)
         return features

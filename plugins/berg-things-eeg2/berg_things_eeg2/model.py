@@ -1,14 +1,15 @@
 """Loader of the THINGS EEG2 models (imports torch: imported only when a model is loaded).
 
-Backbone features (torchvision ViT-B/32 or AlexNet nodes, the reference's) -> the per-repetition
-readout of :mod:`berg_things_eeg2.readout`, with the rows the ``channels`` and ``timepoints``
-selection keeps, as a :class:`~berg_core.torchkit.FeatureReadoutModel` whose output is
-``(repetition, channel, time)``, labelled with the subject's channel names and times.
+Backbone features (torchvision ViT-B/32 or AlexNet nodes, the reference's) -> one scaler, then
+one PCA and regression per repetition (:class:`~berg_core.torchkit.StackedReadout`, from the
+weights-file generation :mod:`berg_things_eeg2.weights` tells apart), keeping the rows the
+``channels`` and ``timepoints`` selection keeps, built with
+:func:`~berg_core.torchkit.build_readout_model`: the output ``(repetition, channel, time)`` is
+labelled with the subject's channel names and times.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -20,16 +21,22 @@ from berg_core.files import load_model_file
 from berg_core.reference import ALEXNET_NODES, UNTRAINED_SEED, VIT_B_32_NODES
 from berg_core.torchkit import (
     FeatureReadoutModel,
-    NodeFeatureExtractor,
-    Preprocessor,
+    StackedReadout,
+    build_readout_model,
+    grid_rows,
     resolve_device,
     torchvision_backbone,
 )
-from berg_things_eeg2.plugin import FOLDERS, N_REPETITIONS, metadata_file, weights_file
-from berg_things_eeg2.readout import RepetitionReadout
+from berg_things_eeg2.plugin import (
+    FOLDERS,
+    N_REPETITIONS,
+    REPETITIONS,
+    metadata_file,
+    weights_file,
+)
 from berg_things_eeg2.weights import read_layout
 
-__all__ = ["ALEXNET_NODES", "UNTRAINED_SEED", "VIT_B_32_NODES", "EEGModel", "load"]
+__all__ = ["ALEXNET_NODES", "UNTRAINED_SEED", "VIT_B_32_NODES", "load"]
 
 
 def _backbone(folder: str) -> tuple[Any, tuple[str, ...], Any]:
@@ -86,28 +93,10 @@ def selected_rows(
                 f"{n_times} time points"
             )
         time_index = np.flatnonzero(timepoints).astype(np.int64)
-    rows = (channel_index[:, None] * n_times + time_index[None, :]).ravel()
-    return channel_index, time_index, rows
+    return channel_index, time_index, grid_rows([channel_index, time_index], (len(names), n_times))
 
 
-class EEGModel(FeatureReadoutModel):
-    """A loaded THINGS EEG2 model: coordinates and metadata from the subject's metadata file."""
-
-    def __init__(self, request: LoadRequest, *, metadata: Mapping[str, Any], coords: Any, **kw):
-        super().__init__(request, **kw)
-        self._metadata = metadata
-        self._coords = coords
-
-    def output_coords(self) -> dict[str, dict[str, np.ndarray]]:
-        """Repetition (1-4), the selected channels' names and time points' times (s)."""
-        return {"responses": {name: values.copy() for name, values in self._coords.items()}}
-
-    def subject_metadata(self) -> dict[str, Any]:
-        """The whole metadata dict of the subject, as the reference returns it (unselected)."""
-        return dict(self._metadata)
-
-
-def load(request: LoadRequest) -> EEGModel:
+def load(request: LoadRequest) -> FeatureReadoutModel:
     """Loader of the three THINGS EEG2 models."""
     folder = FOLDERS[request.card.model_id]
     subject = request.subject
@@ -120,35 +109,36 @@ def load(request: LoadRequest) -> EEGModel:
     )
     relative = weights_file(folder).format(subject=subject)
     weights = load_model_file(request.berg_dir, relative, request.model_id, subject)
-    source = str(request.berg_dir / relative)
-    layout = read_layout(weights, Location(source, "weights"))
-
-    device = resolve_device(request.device)
-    channels_last = bool(request.options.get("channels_last", False))
+    where = Location(str(request.berg_dir / relative), "weights")
+    layout = read_layout(weights, where)
+    per_rep = layout.generation != "A"
     backbone, nodes, preprocessing = _backbone(folder)
-    preprocessor = Preprocessor.from_weights(preprocessing, device, channels_last=channels_last)
-    extractor = NodeFeatureExtractor(backbone, nodes, device, channels_last=channels_last)
-    readout = RepetitionReadout.from_layout(
-        layout,
-        rows,
-        device,
-        source=source,
-        feature_dim=extractor.feature_dim,
+    readout = StackedReadout.from_params(
+        "responses",
+        layout.scaler,
+        layout.pcas,
+        layout.regressions,
+        resolve_device(request.device),
+        rows=rows,
+        source=where,
+        pca_at=[where["pca_param"][r] if per_rep else where["pca_param"] for r in REPETITIONS],
+        reg_at=[where["reg_param"][r] for r in REPETITIONS],
         n_rows=len(names) * len(times),
     )
-    shape = (N_REPETITIONS, len(channel_index), len(time_index))
     coords = {
         "repetition": np.arange(1, N_REPETITIONS + 1, dtype=np.int64),
         "channel": np.array([names[i] for i in channel_index], dtype=str),
         "time": times[time_index],
     }
-    return EEGModel(
+    return build_readout_model(
         request,
+        backbone=backbone,
+        nodes=nodes,
+        preprocessing=preprocessing,
+        readout=readout,
+        source=where,
+        shapes={"responses": (N_REPETITIONS, len(channel_index), len(time_index))},
+        coords={"responses": coords},
         metadata=metadata,
-        coords=coords,
-        preprocessor=preprocessor,
-        extractor=extractor,
-        readout=readout,  # type: ignore[arg-type]
-        device=device,
-        shapes={"responses": shape},
+        channels_last=bool(request.options.get("channels_last", False)),
     )

@@ -8,7 +8,6 @@ the subject's sensor names and times.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -20,20 +19,18 @@ from berg_core.files import load_model_file
 from berg_core.reference import VIT_B_32_NODES
 from berg_core.torchkit import (
     FeatureReadoutModel,
-    LinearReadout,
     build_readout_model,
-    resolve_device,
+    grid_rows,
     torchvision_backbone,
 )
 from berg_things_meg.plugin import (
     METADATA_FILE,
-    N_FEATURES,
     N_SENSORS,
     N_TIMES,
     WEIGHTS_FILE,
 )
 
-__all__ = ["MEGModel", "SubjectAxes", "load", "read_axes", "selected_rows"]
+__all__ = ["SubjectAxes", "load", "read_axes", "selected_rows"]
 
 SubjectAxes = dict[str, np.ndarray]
 
@@ -90,28 +87,11 @@ def selected_rows(selection: Any, axes: SubjectAxes, where: Location) -> tuple[n
         times = np.arange(N_TIMES, dtype=np.int64)
     else:
         times = np.flatnonzero(timepoints).astype(np.int64)
-    rows = (sensors[:, None] * N_TIMES + times[None, :]).ravel()
+    rows = grid_rows([sensors, times], (N_SENSORS, N_TIMES))
     return sensors, times, rows
 
 
-class MEGModel(FeatureReadoutModel):
-    """A loaded THINGS MEG1 model: coordinates and metadata from the subject's metadata file."""
-
-    def __init__(self, request: LoadRequest, *, metadata: Mapping[str, Any], coords: Any, **kw):
-        super().__init__(request, **kw)
-        self._metadata = metadata
-        self._coords = coords
-
-    def output_coords(self) -> dict[str, dict[str, np.ndarray]]:
-        """The selected sensors' names and time points' times (s)."""
-        return {"responses": {name: values.copy() for name, values in self._coords.items()}}
-
-    def subject_metadata(self) -> dict[str, Any]:
-        """The whole metadata dict of the subject, as the reference returns it (unselected)."""
-        return dict(self._metadata)
-
-
-def load(request: LoadRequest) -> MEGModel:
+def load(request: LoadRequest) -> FeatureReadoutModel:
     """Loader of ``meg-things_meg_1-vit_b_32`` (``train_splits='all'``)."""
     subject = request.subject
     meta_relative = METADATA_FILE.format(subject=subject)
@@ -122,29 +102,18 @@ def load(request: LoadRequest) -> MEGModel:
 
     relative = WEIGHTS_FILE.format(subject=subject)
     weights = load_model_file(request.berg_dir, relative, request.model_id, subject)
-    where = Location(request.berg_dir / relative, "weights")
-    require_mapping(weights, where, ("scaler_param", "pca_param", "reg_param"))
-    readout = LinearReadout.from_params(
-        weights["scaler_param"],
-        weights["pca_param"],
-        {"responses": (weights["reg_param"], rows)},
-        resolve_device(request.device),
-        source=where,
-        reg_keys={"responses": "reg_param"},
-        feature_dim=N_FEATURES,
-        n_rows={"responses": N_SENSORS * N_TIMES},
-    )
     preprocessing = torchvision.models.ViT_B_32_Weights.IMAGENET1K_V1
-    coords = {"sensor": axes["sensor_names"][sensors], "time": axes["times"][times]}
-    return build_readout_model(  # type: ignore[return-value]
+    return build_readout_model(
         request,
         backbone=torchvision_backbone(torchvision.models.vit_b_32, weights=preprocessing),
         nodes=VIT_B_32_NODES,
         preprocessing=preprocessing,
-        readout=readout,
-        source=where,
+        readout=weights,
+        source=Location(request.berg_dir / relative, "weights"),
+        rows={"responses": rows},
         shapes={"responses": (len(sensors), len(times))},
-        model_class=MEGModel,
+        coords={
+            "responses": {"sensor": axes["sensor_names"][sensors], "time": axes["times"][times]}
+        },
         metadata=metadata,
-        coords=coords,
     )

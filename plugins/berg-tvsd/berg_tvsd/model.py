@@ -20,14 +20,13 @@ from berg_core.files import load_model_file
 from berg_core.reference import VIT_B_32_NODES
 from berg_core.torchkit import (
     FeatureReadoutModel,
-    LinearReadout,
     build_readout_model,
-    resolve_device,
+    grid_rows,
     torchvision_backbone,
 )
-from berg_tvsd.plugin import N_ELECTRODES, N_FEATURES, N_TIMES, WEIGHTS_FILE, metadata_relative
+from berg_tvsd.plugin import N_ELECTRODES, N_TIMES, WEIGHTS_FILE, metadata_relative
 
-__all__ = ["TVSDModel", "load", "read_axes", "selected_rows"]
+__all__ = ["load", "read_axes", "selected_rows"]
 
 
 def read_axes(metadata: Any, where: Location) -> dict[str, Any]:
@@ -86,28 +85,11 @@ def selected_rows(selection: Any, axes: Mapping[str, Any], where: Location) -> t
         if timepoints is None
         else np.flatnonzero(timepoints).astype(np.int64)
     )
-    rows = (electrodes[:, None] * N_TIMES + times[None, :]).ravel()
+    rows = grid_rows([electrodes, times], (N_ELECTRODES, N_TIMES))
     return electrodes, times, rows
 
 
-class TVSDModel(FeatureReadoutModel):
-    """A loaded TVSD model: coordinates and metadata from the monkey's metadata file."""
-
-    def __init__(self, request: LoadRequest, *, metadata: Mapping[str, Any], coords: Any, **kw):
-        super().__init__(request, **kw)
-        self._metadata = metadata
-        self._coords = coords
-
-    def output_coords(self) -> dict[str, dict[str, np.ndarray]]:
-        """The selected electrodes' indices and time points' times (s)."""
-        return {"responses": {name: values.copy() for name, values in self._coords.items()}}
-
-    def subject_metadata(self) -> dict[str, Any]:
-        """The whole metadata dict of the monkey, as the reference returns it (unselected)."""
-        return dict(self._metadata)
-
-
-def load(request: LoadRequest) -> TVSDModel:
+def load(request: LoadRequest) -> FeatureReadoutModel:
     """Loader of ``utah_array-tvsd-vit_b_32``."""
     subject = request.subject
     meta_relative = metadata_relative(request.berg_dir, subject)
@@ -118,29 +100,16 @@ def load(request: LoadRequest) -> TVSDModel:
 
     relative = WEIGHTS_FILE.format(subject=subject)
     weights = load_model_file(request.berg_dir, relative, request.model_id, subject)
-    where = Location(request.berg_dir / relative, "weights")
-    require_mapping(weights, where, ("scaler_param", "pca_param", "reg_param"))
-    readout = LinearReadout.from_params(
-        weights["scaler_param"],
-        weights["pca_param"],
-        {"responses": (weights["reg_param"], rows)},
-        resolve_device(request.device),
-        source=where,
-        reg_keys={"responses": "reg_param"},
-        feature_dim=N_FEATURES,
-        n_rows={"responses": N_ELECTRODES * N_TIMES},
-    )
     preprocessing = torchvision.models.ViT_B_32_Weights.IMAGENET1K_V1
-    coords = {"electrode": electrodes.copy(), "time": axes["times"][times]}
-    return build_readout_model(  # type: ignore[return-value]
+    return build_readout_model(
         request,
         backbone=torchvision_backbone(torchvision.models.vit_b_32, weights=preprocessing),
         nodes=VIT_B_32_NODES,
         preprocessing=preprocessing,
-        readout=readout,
-        source=where,
+        readout=weights,
+        source=Location(request.berg_dir / relative, "weights"),
+        rows={"responses": rows},
         shapes={"responses": (len(electrodes), len(times))},
-        model_class=TVSDModel,
+        coords={"responses": {"electrode": electrodes.copy(), "time": axes["times"][times]}},
         metadata=metadata,
-        coords=coords,
     )
