@@ -8,7 +8,6 @@ ViT-B/32 and few PCA components. ``python -m berg_things_meg.fixture BERG_DIR`` 
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from berg_things_meg.plugin import (
+    CARD,
     METADATA_FILE,
     MODEL_ID,
     N_FEATURES,
@@ -69,35 +69,9 @@ def make_metadata(subject: int) -> dict[str, Any]:
 
 def make_weights(subject: int, *, k: int = 3, dim: int = N_FEATURES) -> dict[str, Any]:
     """A weights dict in the reference layout: scaler, one PCA (*k* components), one regression."""
-    rng = np.random.default_rng([subject, dim, k])
-    n_rows = N_SENSORS * N_TIMES
-    scale = rng.uniform(0.5, 2.0, dim)
-    variance = np.sort(rng.uniform(1, 10, k))[::-1]
-    return {
-        "scaler_param": {
-            "scale_": scale,
-            "mean_": rng.normal(0, 0.5, dim),
-            "var_": scale**2,
-            "n_features_in_": dim,
-            "n_samples_seen_": 100,
-        },
-        "pca_param": {
-            "components_": (rng.normal(0, 1, (k, dim)) / np.sqrt(dim)).astype(np.float32),
-            "explained_variance_": variance,
-            "explained_variance_ratio_": variance / variance.sum() / 2,
-            "singular_values_": np.sqrt(variance * 100),
-            "mean_": rng.normal(0, 0.01, dim).astype(np.float32),
-            "n_components_": k,
-            "n_samples_": 100,
-            "noise_variance_": 0.5,
-            "n_features_in_": dim,
-        },
-        "reg_param": {
-            "coef_": rng.normal(0, 1, (n_rows, k)).astype(np.float32),
-            "intercept_": rng.normal(0, 0.1, n_rows).astype(np.float32),
-            "n_features_in_": k,
-        },
-    }
+    from berg_core.testing import reference_weights  # imports pytest: only when called
+
+    return reference_weights(dim, N_SENSORS * N_TIMES, k=k, seed=[subject, dim, k])
 
 
 def write_model_files(
@@ -114,36 +88,34 @@ def write_model_files(
     (Path, Path)
         The weights file and the metadata file.
     """
-    paths = []
-    for template, data in (
-        (WEIGHTS_FILE, make_weights(subject) if weights is None else weights),
-        (METADATA_FILE, make_metadata(subject) if metadata is None else metadata),
-    ):
-        path = Path(berg_dir) / template.format(subject=subject)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path, data, allow_pickle=True)  # a pickled dict, as the reference writes
-        paths.append(path)
-    return paths[0], paths[1]
+    from berg_core.testing import write_card_files
+
+    written = write_card_files(
+        berg_dir,
+        CARD,
+        subject,
+        {
+            WEIGHTS_FILE: make_weights(subject) if weights is None else weights,
+            METADATA_FILE: make_metadata(subject) if metadata is None else metadata,
+        },
+        complete=True,
+    )
+    return written[WEIGHTS_FILE], written[METADATA_FILE]
 
 
 def berg_check_fixture(tmp_path: Path) -> list[dict[str, Any]]:
     """What ``berg check`` encodes: subject 1 on random files.
 
-    ``berg check`` runs offline: when torchvision's cache has no ViT-B/32 checkpoint, random
-    weights are written under its file name in *tmp_path* and ``TORCH_HOME`` points there for
-    the rest of the process (a fixture has no other way to give a model its backbone).
+    ``berg check`` runs offline: when torchvision's cache has no ViT-B/32 checkpoint, the case's
+    ``env`` points ``TORCH_HOME`` at random weights under its file name in *tmp_path*
+    (:func:`berg_core.testing.check_torch_env`; set only while the model is checked).
     """
-    import torchvision
+    from berg_core.testing import check_torch_env
 
-    from berg_core.testing import make_torch_home
-    from berg_core.torchkit import checkpoint_path
-
-    weights = torchvision.models.ViT_B_32_Weights.IMAGENET1K_V1
-    if not checkpoint_path(weights).exists():
-        os.environ["TORCH_HOME"] = str(make_torch_home(Path(tmp_path) / "torch_home", [weights]))
+    env = check_torch_env(tmp_path, "ViT_B_32_Weights.IMAGENET1K_V1")
     berg_dir = Path(tmp_path) / "berg_dir"
     write_model_files(berg_dir, 1)
-    return [{"berg_dir": berg_dir, "model_id": MODEL_ID, "subject": 1}]
+    return [{"berg_dir": berg_dir, "model_id": MODEL_ID, "subject": 1, "env": env}]
 
 
 if __name__ == "__main__":  # pragma: no cover
