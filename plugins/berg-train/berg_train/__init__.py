@@ -32,6 +32,10 @@ _EXPORTS = {
     "simulate_nsd": "berg_train.simulate",
     "simulate_things": "berg_train.simulate",
     "run_demo": "berg_train.demo",
+    "EEG2TrainConfig": "berg_train.things_eeg2",
+    "train_things_eeg2": "berg_train.things_eeg2",
+    "ThingsEEG2Data": "berg_train.datasets.things_eeg2",
+    "simulate_things_eeg2": "berg_train.simulate_eeg2",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -14,9 +14,11 @@ __all__ = [
     "configure_demo",
     "configure_nsd",
     "configure_things",
+    "configure_things_eeg2",
     "run_demo",
     "run_nsd",
     "run_things",
+    "run_things_eeg2",
 ]
 
 _BACKBONES = "alexnet_untrained, alexnet, vit_b_32, or package.module:attribute"
@@ -93,6 +95,66 @@ def configure_things(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument("--images-dir", type=Path, help="THINGS images {concept}/{stimulus}")
     _common(parser, "vit_b_32")
+
+
+def configure_things_eeg2(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``berg train things-eeg2``."""
+    parser.description = (
+        "Train a THINGS EEG2 encoding model of one subject from the reference's prepared data "
+        "(eeg_sub-SS_split-{train,test}.h5, metadata_subject-N.npy) and the image set: one "
+        "scaler, a PCA and a regression per training repetition; evaluate per channel x time on "
+        "the repetition-averaged test EEG; write weights, metadata and a figure under --out in "
+        "the reference layout, which berg-things-eeg2 loads. Interrupted runs resume."
+    )
+    parser.add_argument(
+        "--data", type=Path, required=True,
+        help="prepared data root (holding model_training_datasets/train_dataset-things_eeg_2) "
+        "or that folder",
+    )  # fmt: skip
+    parser.add_argument(
+        "--images", type=Path, required=True,
+        help="THINGS EEG2 image_set folder (training_images, test_images)",
+    )  # fmt: skip
+    parser.add_argument("--subject", type=int, required=True, help="subject number (1..10)")
+    parser.add_argument(
+        "--model", choices=("vit_b_32", "alexnet", "alexnet_untrained"), default="vit_b_32",
+        help="backbone and model folder (default vit_b_32)",
+    )  # fmt: skip
+    parser.add_argument("--out", type=Path, required=True, help="berg_dir to write the model to")
+    parser.add_argument(
+        "--pca", choices=("exact", "randomized"), default="exact",
+        help="exact: one exact out-of-core PCA, stored per repetition (default); randomized: "
+        "scikit-learn's PCA per repetition with the reference's seeds, in memory",
+    )  # fmt: skip
+    parser.add_argument(
+        "--weights-format", choices=("B", "C"), default="B",
+        help="B: per-repetition dicts (berg, reference loader f3e7819a; default); C: pickled "
+        "scikit-learn PCA objects (the newest reference loader; needs scikit-learn)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--vit-transform", choices=("training", "inference"), default="training",
+        help="vit_b_32 only: the reference's training transform (square crop + resize 224, "
+        "default) or the weights' inference preset",
+    )  # fmt: skip
+    parser.add_argument(
+        "--regression", choices=("ols", "ridge"), default="ols",
+        help="ordinary least squares (the reference) or ridge (penalty per column by CV)",
+    )  # fmt: skip
+    parser.add_argument("--alpha", "--alphas", dest="alphas", type=_alphas, default=None,
+                        help="ridge penalties, comma-separated (1 to 1e12)")  # fmt: skip
+    parser.add_argument("--cv-folds", type=int, default=5, help="ridge cross-validation folds (5)")
+    parser.add_argument("--n-components", type=int, default=250, help="PCA components (250)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    parser.add_argument("--batch-size", type=int, help="images per forward pass")
+    parser.add_argument(
+        "--memory-gb", type=float, default=2.0, help="working memory for blocks and chunks (2)"
+    )
+    parser.add_argument(
+        "--work-dir", type=Path, help="resumable work folder (default: under --out)"
+    )
+    parser.add_argument("--force", action="store_true", help="replace existing model files")
+    parser.add_argument("--clean", action="store_true", help="delete the work folder after success")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def configure_demo(parser: argparse.ArgumentParser) -> None:
@@ -187,6 +249,35 @@ def run_things(args: argparse.Namespace) -> int:
         f"({dataset.test_rows.size} images)"
     )
     report(train(dataset, _berg_dir(args), _config(args)))
+    return 0
+
+
+def run_things_eeg2(args: argparse.Namespace) -> int:
+    """``berg train things-eeg2``."""
+    from berg_train.regression import DEFAULT_ALPHAS
+    from berg_train.things_eeg2 import EEG2TrainConfig, train_things_eeg2
+
+    config = EEG2TrainConfig(
+        model=args.model,
+        vit_transform=args.vit_transform,
+        pca=args.pca,
+        regression=args.regression,
+        n_components=args.n_components,
+        alphas=args.alphas or DEFAULT_ALPHAS,
+        cv_folds=args.cv_folds,
+        weights_format=args.weights_format,
+        device=args.device,
+        batch_size=args.batch_size,
+        memory_gb=args.memory_gb,
+        work_dir=args.work_dir,
+        keep_work=not args.clean,
+        force=args.force,
+        show_progress=not args.quiet,
+    )
+    result = train_things_eeg2(args.data, args.images, args.subject, args.out, config)
+    if result.simulated:
+        print(f"NOTE: {args.data} is SIMULATED data (not real brain responses)")
+    report(result)
     return 0
 
 

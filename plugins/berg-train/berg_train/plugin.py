@@ -1,5 +1,5 @@
-"""The ``berg`` entry point of berg-train: the ``berg train nsd``, ``berg train things`` and
-``berg demo`` commands.
+"""The ``berg`` entry point of berg-train: the ``berg train nsd``, ``berg train things``,
+``berg train things-eeg2`` and ``berg demo`` commands.
 
 Registration only: the commands' ``configure`` functions (in :mod:`berg_train.cli`) use argparse
 alone, and their ``run`` functions are named by import path, so ``berg --help`` and
@@ -17,7 +17,7 @@ __all__ = ["register_commands"]
 
 @hookimpl
 def register_commands(register: Callable[..., None]) -> None:
-    """Register ``train nsd``, ``train things`` and ``demo``."""
+    """Register ``train nsd``, ``train things``, ``train things-eeg2`` and ``demo``."""
     register(
         "train nsd",
         "train an NSD fsaverage encoding model from the NSD files (berg-train)",
@@ -29,6 +29,12 @@ def register_commands(register: Callable[..., None]) -> None:
         "train a THINGS-fMRI1 encoding model from the THINGS files (berg-train)",
         "berg_train.cli:configure_things",
         "berg_train.cli:run_things",
+    )
+    register(
+        "train things-eeg2",
+        "train a THINGS EEG2 encoding model from the reference's prepared data (berg-train)",
+        "berg_train.cli:configure_things_eeg2",
+        "berg_train.cli:run_things_eeg2",
     )
     register(
         "demo",
