@@ -1,4 +1,8 @@
-"""``berg insilico control``: univariate relational control from ``berg insilico rank`` scores."""
+"""``berg insilico control``: univariate relational control from ``berg insilico rank`` scores.
+
+``--areas A B`` gives the four conditions of two areas; ``--areas A B C ...`` the ``2^k`` sign
+patterns of k areas (:func:`berg_insilico.relational.condition_signs`).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,9 @@ __all__ = ["configure", "run"]
 def configure(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``berg insilico control``."""
     parser.add_argument("--rank", required=True, help="rank.h5 written by berg insilico rank")
-    parser.add_argument("--areas", nargs=2, required=True, metavar=("A", "B"))
+    parser.add_argument(
+        "--areas", nargs="+", required=True, metavar="AREA", help="two or more ranked areas"
+    )
     parser.add_argument("--train", nargs="+", type=parse_subject, required=True)
     parser.add_argument("--test", nargs="+", type=parse_subject, required=True)
     parser.add_argument("--n", type=int, default=25, help="images per condition")
@@ -53,19 +59,20 @@ def read_scores(path: str | Path) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     """Control, then write control.csv, control.h5, grids and histograms."""
+    from berg_core import InvalidParameterError
     from berg_insilico.cli_common import images_from
     from berg_insilico.figures import histogram, image_grid
     from berg_insilico.images import open_images
-    from berg_insilico.relational import CONDITIONS, control
+    from berg_insilico.relational import control
     from berg_insilico.tables import write_csv
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    a, b = args.areas
+    if len(args.areas) < 2:
+        raise InvalidParameterError(f"--areas {' '.join(args.areas)}: give two or more areas")
     result = control(
         read_scores(args.rank),
-        a,
-        b,
+        *args.areas,
         train=args.train,
         test=args.test,
         n=args.n,
@@ -76,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     write_csv(out / "control.csv", result.rows())
     result.to_hdf5(out / "control.h5")
     images = open_images(images_from(args), dataset=args.dataset) if args.images else None
-    for name, *_ in CONDITIONS:
+    for name in result.conditions:
         observed = result.test_means[name]
         for j, area in enumerate(result.areas):
             histogram(
@@ -90,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
             idx = result.indices[name]
             scores = result.train_scores[name]
             labels = [
-                f"#{i}: {a}={s[0]:.2f} {b}={s[1]:.2f}" for i, s in zip(idx, scores, strict=False)
+                f"#{i}: " + " ".join(f"{a}={v:.2f}" for a, v in zip(result.areas, s, strict=True))
+                for i, s in zip(idx, scores, strict=False)
             ]
             image_grid(images.get(idx), labels, out / f"grid_{name}.png", name)
     print(f"wrote {out}")

@@ -1,13 +1,13 @@
-"""Univariate relational neural control between two areas, validated across subjects.
+"""Univariate relational neural control between two or more areas, validated across subjects.
 
 The method of Gifford et al. (Nature Human Behaviour 2025, "In silico discovery of
 representational relationships across visual cortex"), on any encoder:
 
 1. Each area's response to an image is its mean over columns (:func:`berg_insilico.rank` stores
    it per subject). With ``standardise=True`` (default) each subject's scores are z-scored over
-   the images first, so two areas weigh alike in sums and differences.
-2. On the *selection* subjects, the area scores are averaged over subjects and combined: the
-   sum ``A + B`` and the difference ``A - B``.
+   the images first, so areas weigh alike in sums and differences.
+2. On the *selection* subjects, the area scores are averaged over subjects and combined. For two
+   areas A and B: the sum ``A + B`` and the difference ``A - B``.
 3. Four control conditions of *n* images each: **both driven** (the n highest sums), **both
    suppressed** (the n lowest sums), **A driven, B suppressed** (the n highest differences),
    **A suppressed, B driven** (the n lowest differences); ties go to the lower image index.
@@ -19,6 +19,16 @@ representational relationships across visual cortex"), on any encoder:
    area, in the direction the condition predicts: ``p = (1 + #{random sets at least as extreme})
    / (1 + n_random)``. A planted effect gives p near ``1 / (1 + n_random)``; an area with no
    effect gives p uniform on (0, 1].
+
+**More than two areas.** A condition is a sign pattern ``s`` in ``{+1, -1}^k`` (each area driven
+or suppressed); its images are the n highest of the contrast score ``sum_j s_j z_j`` (``z_j`` the
+selection subjects' mean standardised score of area j, terms added in area order), which gives
+``2^k`` conditions. Two areas are the case ``k = 2``: ``(+1, +1)`` is both driven (the highest
+sums), ``(-1, -1)`` both suppressed (the highest ``-A - B``, i.e. the lowest sums: the same
+images, bit for bit, since IEEE negation and addition are exact under sign changes), ``(+1, -1)``
+and ``(-1, +1)`` the highest and lowest differences. Steps 4-5 are unchanged, one test per area.
+A ``k``-area condition is named by each area's predicted direction in area order
+(``driven_suppressed_driven``); two areas keep the four names above.
 """
 
 from __future__ import annotations
@@ -31,49 +41,84 @@ import numpy as np
 
 from berg_core import InvalidParameterError
 
-__all__ = ["CONDITIONS", "ControlResult", "control"]
+__all__ = ["CONDITIONS", "ControlResult", "condition_signs", "control"]
 
-#: Each condition: (name, which combination, highest or lowest, predicted sign of A, of B).
+#: The two-area conditions: (name, which combination, highest or lowest, predicted sign of A, B).
 CONDITIONS = (
     ("both_driven", "sum", True, 1, 1),
     ("both_suppressed", "sum", False, -1, -1),
     ("a_driven_b_suppressed", "difference", True, 1, -1),
     ("a_suppressed_b_driven", "difference", False, -1, 1),
 )
+#: Largest number of areas (2^k conditions: 1,024 at 10).
+MAX_AREAS = 10
+
+
+def condition_signs(n_areas: int) -> dict[str, tuple[int, ...]]:
+    """Every condition of *n_areas* areas: its name and predicted sign (+1 / -1) of each area.
+
+    Two areas give :data:`CONDITIONS` (in that order); ``k`` areas give the ``2^k`` sign patterns
+    in :func:`itertools.product` order (all driven first, all suppressed last), each named by the
+    areas' directions in order (``driven_suppressed_driven``).
+
+    Raises
+    ------
+    InvalidParameterError
+        For fewer than 2 or more than :data:`MAX_AREAS` areas.
+    """
+    import itertools
+
+    if isinstance(n_areas, bool) or not isinstance(n_areas, int) or not 2 <= n_areas <= MAX_AREAS:
+        raise InvalidParameterError(
+            f"number of areas {n_areas!r}: give 2 .. {MAX_AREAS} areas (2^k conditions)"
+        )
+    if n_areas == 2:
+        return {name: tuple(signs) for name, _, _, *signs in CONDITIONS}
+    words = {1: "driven", -1: "suppressed"}
+    return {
+        "_".join(words[s] for s in signs): signs
+        for signs in itertools.product((1, -1), repeat=n_areas)
+    }
 
 
 @dataclass
 class ControlResult:
     """What :func:`control` found.
 
+    ``k`` is the number of areas (2 for A and B).
+
     Attributes
     ----------
-    areas : (str, str)
-        Areas A and B.
+    areas : tuple of str
+        The areas, in order (A, B, ...).
     train, test : tuple
         Selection and held-out subjects.
     n, n_random, seed : int
+    conditions : dict
+        Condition name -> the predicted sign (+1 driven, -1 suppressed) of each area, ``(k,)``
+        (:func:`condition_signs`).
     indices : dict
         Condition -> the chosen image indices ``(n,)``, best first.
     train_scores : dict
-        Condition -> ``(n, 2)``: the selection subjects' scores of A and B for the chosen images.
+        Condition -> ``(n, k)``: the selection subjects' score of each area for the chosen images.
     test_means : dict
-        Condition -> ``(2,)``: the held-out mean score of A and B over the chosen images.
+        Condition -> ``(k,)``: the held-out mean score of each area over the chosen images.
     test_subject_means : dict
-        Condition -> ``(n_test, 2)``: the same per held-out subject.
+        Condition -> ``(n_test, k)``: the same per held-out subject.
     null_means : numpy.ndarray
-        ``(n_random, 2)``: the held-out mean scores of A and B over each random image set.
+        ``(n_random, k)``: the held-out mean score of each area over each random image set.
     p_values : dict
-        Condition -> ``(2,)``: the one-sided permutation p-value of A and of B.
+        Condition -> ``(k,)``: the one-sided permutation p-value of each area.
     """
 
-    areas: tuple[str, str]
+    areas: tuple[str, ...]
     train: tuple[Any, ...]
     test: tuple[Any, ...]
     n: int
     n_random: int
     seed: int
     standardise: bool
+    conditions: dict[str, tuple[int, ...]] = field(default_factory=dict)
     indices: dict[str, np.ndarray] = field(default_factory=dict)
     train_scores: dict[str, np.ndarray] = field(default_factory=dict)
     test_means: dict[str, np.ndarray] = field(default_factory=dict)
@@ -84,7 +129,7 @@ class ControlResult:
     def rows(self) -> list[dict[str, Any]]:
         """One table row per condition and area (what the CSV holds)."""
         rows = []
-        for name, _, _, *signs in CONDITIONS:
+        for name, signs in self.conditions.items():
             for j, area in enumerate(self.areas):
                 rows.append(
                     {
@@ -112,8 +157,9 @@ class ControlResult:
                 "test_means": self.test_means[name],
                 "test_subject_means": self.test_subject_means[name],
                 "p_values": self.p_values[name],
+                "signs": np.array(signs, dtype=np.int8),
             }
-            for name, *_ in CONDITIONS
+            for name, signs in self.conditions.items()
         }
         groups["random"] = {"null_means": self.null_means}
         attrs = {
@@ -168,7 +214,7 @@ def control(
     scores: Any,
     area_a: str,
     area_b: str,
-    *,
+    *more_areas: str,
     train: Sequence[Any],
     test: Sequence[Any],
     n: int = 25,
@@ -176,7 +222,7 @@ def control(
     seed: int = 0,
     standardise: bool = True,
 ) -> ControlResult:
-    """Univariate relational control of *area_a* and *area_b* (see the module docstring).
+    """Univariate relational control of two or more areas (see the module docstring).
 
     Parameters
     ----------
@@ -184,7 +230,9 @@ def control(
         Per-image area scores: a :class:`berg_insilico.RankResult` ranked with
         ``store_scores=True``, or a dict ``(area, subject) -> (N,)`` array.
     area_a, area_b : str
-        The two areas.
+        The first two areas.
+    *more_areas : str
+        Further areas (up to :data:`MAX_AREAS` in all): ``2^k`` conditions for ``k`` areas.
     train : list
         Subjects the images are chosen on.
     test : list
@@ -205,9 +253,9 @@ def control(
     Raises
     ------
     InvalidParameterError
-        For unknown areas or subjects, overlapping *train* and *test*, scores of different
-        lengths, or ``n`` not in 1 .. N // 4 (the four conditions need distinct images to mean
-        anything).
+        For unknown or repeated areas, unknown subjects, overlapping *train* and *test*, scores
+        of different lengths, or ``n`` not in 1 .. N // 2^k (the 2^k conditions need distinct
+        images to mean anything: N // 4 for two areas).
     """
     train, test = _subjects(train, "train"), _subjects(test, "test")
     if set(map(str, train)) & set(map(str, test)):
@@ -215,47 +263,53 @@ def control(
             f"train={list(train)} and test={list(test)} overlap; held-out subjects must not be "
             f"used for choosing"
         )
-    if area_a == area_b:
-        raise InvalidParameterError(f"area_a and area_b are both {area_a!r}; give two areas")
-    train_a = _subject_scores(scores, area_a, train, standardise)
-    n_images = train_a.shape[1]
-    train_b = _subject_scores(scores, area_b, train, standardise, n_images)
-    test_a = _subject_scores(scores, area_a, test, standardise, n_images)
-    test_b = _subject_scores(scores, area_b, test, standardise, n_images)
-    for value, name, high in ((n, "n", max(n_images // 4, 1)), (n_random, "n_random", None)):
+    areas = (area_a, area_b, *more_areas)
+    if len(set(areas)) != len(areas):
+        if len(areas) == 2:
+            raise InvalidParameterError(f"area_a and area_b are both {area_a!r}; give two areas")
+        raise InvalidParameterError(f"areas {list(areas)}: each area may be given once")
+    conditions = condition_signs(len(areas))
+    train_z = [_subject_scores(scores, areas[0], train, standardise)]
+    n_images = train_z[0].shape[1]
+    train_z += [_subject_scores(scores, a, train, standardise, n_images) for a in areas[1:]]
+    test_z = [_subject_scores(scores, a, test, standardise, n_images) for a in areas]
+    high_n = max(n_images // len(conditions), 1)
+    for value, name, high in ((n, "n", high_n), (n_random, "n_random", None)):
         if (
             isinstance(value, bool)
             or not isinstance(value, (int, np.integer))
             or value < 1
             or (high is not None and value > high)
         ):
-            allowed = f"1 .. {high} (N // 4 for N = {n_images})" if high else ">= 1"
+            allowed = f"1 .. {high} (N // {len(conditions)} for N = {n_images})" if high else ">= 1"
             raise InvalidParameterError(f"{name} must be an integer in {allowed}, got {value!r}")
     result = ControlResult(
-        areas=(area_a, area_b),
+        areas=areas,
         train=train,
         test=test,
         n=int(n),
         n_random=int(n_random),
         seed=int(seed),
         standardise=bool(standardise),
+        conditions=conditions,
     )
-    a, b = train_a.mean(axis=0), train_b.mean(axis=0)
-    combos = {"sum": a + b, "difference": a - b}
-    held = np.stack([test_a.mean(axis=0), test_b.mean(axis=0)], axis=1)  # (N, 2)
-    held_subjects = np.stack([test_a, test_b], axis=2)  # (n_test, N, 2)
+    chosen_on = np.stack([z.mean(axis=0) for z in train_z], axis=1)  # (N, k)
+    held = np.stack([z.mean(axis=0) for z in test_z], axis=1)  # (N, k)
+    held_subjects = np.stack(test_z, axis=2)  # (n_test, N, k)
     rng = np.random.default_rng(seed)
-    null = np.empty((n_random, 2))
+    null = np.empty((n_random, len(areas)))
     for r in range(n_random):
         null[r] = held[rng.choice(n_images, size=n, replace=False)].mean(axis=0)
     result.null_means = null
     index = np.arange(n_images)
-    for name, combo, highest, *signs in CONDITIONS:
-        key = -combos[combo] if highest else combos[combo]
-        chosen = np.lexsort((index, key))[:n]
+    for name, signs in conditions.items():
+        contrast = signs[0] * chosen_on[:, 0]
+        for j in range(1, len(areas)):  # in area order: two areas give a + b, a - b, -a + b ...
+            contrast = contrast + signs[j] * chosen_on[:, j]
+        chosen = np.lexsort((index, -contrast))[:n]  # highest first, ties: lower index
         observed = held[chosen].mean(axis=0)
         result.indices[name] = chosen
-        result.train_scores[name] = np.stack([a[chosen], b[chosen]], axis=1)
+        result.train_scores[name] = chosen_on[chosen]
         result.test_means[name] = observed
         result.test_subject_means[name] = held_subjects[:, chosen].mean(axis=1)
         sign = np.array(signs)
