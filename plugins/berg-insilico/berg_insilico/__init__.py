@@ -3,9 +3,9 @@
 * :func:`rank` streams an image collection through one or many encoders (areas x subjects) in
   bounded memory, keeping each area's top- and bottom-k images, running statistics and, per
   image, the area's mean response; resumable from a checkpoint.
-* :func:`control` is univariate relational neural control between two areas: the four
-  conditions (both driven, both suppressed, A > B, B > A) chosen on some subjects and validated on
-  held-out ones against random image sets.
+* :func:`control` is univariate relational neural control between two areas (the four
+  conditions: both driven, both suppressed, A > B, B > A) or more (every driven/suppressed sign
+  pattern), chosen on some subjects and validated on held-out ones against random image sets.
 * :func:`rdm`, :func:`rsa` and :func:`multivariate_control`: representational dissimilarity
   matrices (streamed), RSA between them, and a seeded genetic search for image subsets that align
   or disentangle two areas' RDMs.

@@ -25,7 +25,7 @@ class Area:
     model_id : str
         A berg model id.
     selection : dict, optional
-        The model's selection (``{"roi": "V1v"}``, ``{"channel": ["Oz"]}``): the area's columns.
+        The model's selection (``{"roi": "V1v"}``, ``{"channels": ["Oz"]}``): the area's columns.
     options : dict, optional
         Typed options of ``get_encoding_model`` (``batch_size`` ...).
 

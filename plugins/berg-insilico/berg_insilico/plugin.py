@@ -21,7 +21,7 @@ SUBCOMMANDS = {
         "berg_insilico.cli_rank",
     ),
     "control": (
-        "univariate relational control of two areas, validated on held-out subjects "
+        "univariate relational control of two or more areas, validated on held-out subjects "
         "(berg-insilico)",
         "berg_insilico.cli_control",
     ),
