@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,10 @@ class EncodeReport:
     tasks : list of dict
         What each computed shard's task returned (:func:`berg_distributed.worker.run_shard`):
         rows, seconds loading the model, reading the images, encoding and writing.
+    tasks_s : float
+        Seconds from the first submission to the last task's result.
+    assemble_s : float
+        Seconds assembling the result file.
     """
 
     out: Path
@@ -53,6 +58,8 @@ class EncodeReport:
     computed: int
     skipped: int
     tasks: list[dict[str, Any]] = field(default_factory=list)
+    tasks_s: float = 0.0
+    assemble_s: float = 0.0
 
 
 def parts_folder(out: Path) -> Path:
@@ -201,7 +208,9 @@ def encode(
         )
         for start, stop, path in todo
     ]
+    began = time.perf_counter()
     results = _run_tasks(client, run_shard, tasks, run, model_id, show_progress)
+    tasks_s = time.perf_counter() - began
     assemble_parts(
         list(zip([s for s, _ in shards], [e for _, e in shards], paths, strict=True)),
         out,
@@ -210,6 +219,7 @@ def encode(
         force=force,
         mode=assemble,
     )
+    assemble_s = time.perf_counter() - began - tasks_s
     if assemble == "copy" and not keep_parts:
         shutil.rmtree(folder, ignore_errors=True)
     return EncodeReport(
@@ -218,6 +228,8 @@ def encode(
         computed=len(tasks),
         skipped=len(shards) - len(tasks),
         tasks=results,
+        tasks_s=tasks_s,
+        assemble_s=assemble_s,
     )
 
 

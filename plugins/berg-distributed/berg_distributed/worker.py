@@ -2,8 +2,11 @@
 
 Each worker process keeps the models it loaded (:data:`_MODELS`, keyed by model id, subject,
 selection, options, device and ``berg_dir``), so a model is loaded once per worker, not once per
-shard. A part is written whole or not at all (:func:`berg_core.atomic.atomic_outputs`): it exists
-under its final name only when complete, and its attributes name the run and the rows it holds.
+shard; a worker with several threads encodes with one model one shard at a time (a lock per
+model), so give workers one thread each (``--nthreads 1``) and let torch use the cores.
+
+A part is written whole or not at all (:func:`berg_core.atomic.atomic_outputs`): it exists under
+its final name only when complete, and its attributes name the run and the rows it holds.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ RUN_ATTR = "berg_distributed_part"
 #: Attribute of a part file: the model's batch size (the assembled file's chunk rows).
 BATCH_ATTR = "berg_distributed_batch_size"
 
-_MODELS: dict[tuple[str, ...], Any] = {}
+_MODELS: dict[tuple[str, ...], tuple[Any, threading.Lock]] = {}
 _LOCK = threading.Lock()
 _EXECUTIONS: list[int] = [0]
 
@@ -62,7 +65,7 @@ class ShardTask:
 def clear_cache() -> int:
     """Close and forget this worker's models; return how many there were."""
     with _LOCK:
-        models = list(_MODELS.values())
+        models = [model for model, _ in _MODELS.values()]
         _MODELS.clear()
     for model in models:
         model.close()
@@ -74,21 +77,21 @@ def executions() -> int:
     return _EXECUTIONS[0]
 
 
-def _model(task: ShardTask) -> tuple[Any, float]:
-    """The worker's model for *task*, loaded on first use; and the seconds loading took."""
+def _model(task: ShardTask) -> tuple[Any, threading.Lock, float]:
+    """The worker's model for *task* (loaded on first use), its lock, the seconds loading took."""
     key = task.cache_key()
     with _LOCK:
-        model = _MODELS.get(key)
-        if model is not None:
-            return model, 0.0
+        cached = _MODELS.get(key)
+        if cached is not None:
+            return (*cached, 0.0)
         from berg_core.api import BERG
 
         began = time.perf_counter()
         model = BERG(task.berg_dir).get_encoding_model(
             task.model_id, task.subject, task.selection, task.device, **task.options
         )
-        _MODELS[key] = model
-        return model, time.perf_counter() - began
+        _MODELS[key] = (model, threading.Lock())
+        return (*_MODELS[key], time.perf_counter() - began)
 
 
 def part_is_done(part: str | Path, run: str, start: int, stop: int) -> bool:
@@ -121,14 +124,18 @@ def run_shard(task: ShardTask) -> dict[str, Any]:
     from berg_core.atomic import atomic_outputs
     from berg_core.output import create_response_datasets, write_header
 
-    model, load_s = _model(task)
+    model, lock, load_s = _model(task)
     assert task.stimulus is not None
     began = time.perf_counter()
     stimulus = task.stimulus.read(task.start, task.stop)
     read_s = time.perf_counter() - began
     began = time.perf_counter()
     n = task.stop - task.start
-    with atomic_outputs([task.part], force=True) as (tmp,), h5py.File(tmp, "w") as h5:
+    with (
+        lock,
+        atomic_outputs([task.part], force=True) as (tmp,),
+        h5py.File(tmp, "w") as h5,
+    ):
         datasets = create_response_datasets(h5, model.dims(), model.shapes(), n, model.batch_size)
         if task.header:
             write_header(h5, model, None)

@@ -27,11 +27,10 @@ from berg_core.errors import InvalidParameterError, StimulusError
 from berg_core.output import encode_to_hdf5
 from berg_core.stimulus import as_stimulus
 
+pytest.importorskip("berg_testplugin")  # installed by scripts/dev-install.sh (CI runs these)
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import slow_plugin  # noqa: E402
-
-pytest.importorskip("berg_testplugin")
 from berg_testplugin.layout import (  # noqa: E402
     LINEAR_ID,
     TIMECOURSE_ID,
