@@ -89,10 +89,12 @@ def model(request: pytest.FixtureRequest) -> Iterator[EncodingModel]:
 def _exact_and_bound(model: EncodingModel, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Float64 responses from the float32 network input, and a rigorous float32 error bound.
 
-    The input ``(x - mean) / std`` is the same float32 tensor in both paths (no resize happens
-    at the preset's size), so only the convolution (192-term sums), the average (16 terms) and
-    the readout round differently; each is bounded by ``gamma_n`` times the sum of the terms'
-    magnitudes, propagated through the following linear steps by their absolute weights.
+    The network input ``(x - mean) / std`` is taken as exact: it is the same float32 tensor in
+    both paths (for 8-bit images at the preset's size nothing is resized and ``/ 255`` is the same
+    division in both; for float images of any size the test asserts it), so only the convolution
+    (192-term sums), the average (16 terms) and the readout round differently; each is bounded
+    by ``gamma_n`` times the sum of the terms' magnitudes, propagated through the following
+    linear steps by their absolute weights.
     """
     with torch.inference_mode():  # the preprocessor's buffer was made in inference mode
         pre = model.preprocessor(images).double()
@@ -142,14 +144,48 @@ def test_differentiable_equals_encode_within_float32_bound(model: EncodingModel)
     assert np.any(np.abs(got.detach().numpy()[:, :, ::-1] - encoded) > 2 * bound)
 
 
-def test_float_stimulus_of_any_size_matches(model: EncodingModel) -> None:
-    """On float32 images the two paths resize the same float values (no 8-bit rounding)."""
-    images = np.random.default_rng(2).uniform(0, 1, (2, 3, 40, 52)).astype(np.float32)
+@pytest.mark.parametrize("size", [(40, 52), (20, 26)], ids=["down", "up"])
+def test_float_stimulus_of_any_size_matches(model: EncodingModel, size: tuple[int, int]) -> None:
+    """Float32 images of another size: the same network input, then within the derived bound.
+
+    The comparison is between equal computations. On a float32 stimulus ``encode``'s
+    preprocessor and the module's transform call the same torchvision functions (``resize``,
+    bilinear and antialiased, shrinking or enlarging; ``center_crop``) on the same float32
+    tensor, then compute ``(x - mean) / std``: subtraction and division are correctly rounded
+    IEEE operations, so in place (``encode``) or out of place (the module) they give the same
+    floats. The network input is therefore the same tensor, bit for bit, whatever the CPU (1); from
+    there the two paths differ only by the rounding of the network and the readout, which
+    :func:`_exact_and_bound` bounds rigorously (Higham's ``gamma_n``, the deterministic worst
+    case) around the float64 responses to that input: each float32 result lies within the bound,
+    so the two lie within twice it (2). (An 8-bit stimulus of another size is not comparable so:
+    ``encode`` rounds the resized image to 8 bits, up to ``0.5 / 255`` per pixel, which has no
+    gradient.) The bound, the worst case, is a few ``1e-4`` of the responses here; a real
+    mistake moves them by hundreds of times it: the check (3) gives the module's network swapped
+    colour channels and images without the normalisation and asserts both land outside it.
+    """
+    images = np.random.default_rng(2).uniform(0, 1, (2, 3, *size)).astype(np.float32)
     encoded = model.encode(as_stimulus(images), show_progress=False)
-    (got,) = model.differentiable()(torch.from_numpy(images))
-    exact_scale = np.abs(encoded).max()
-    # same operations; only summation order may differ: far below 1e-4 of the responses' range
-    np.testing.assert_allclose(got.detach().numpy(), encoded, atol=1e-4 * exact_scale, rtol=0)
+    module = model.differentiable()
+    x = torch.from_numpy(images)
+    with torch.inference_mode():  # the preprocessor's buffer was made in inference mode
+        pre = model.preprocessor(images).clone()
+    # (1) the same network input
+    assert torch.equal(module.transform(x), pre)
+    # (2) each path within the float32 bound of the exact responses to that input
+    (got,) = module(x)
+    got = got.detach().numpy()
+    exact, bound = _exact_and_bound(model, images)
+    assert got.shape == encoded.shape == exact.shape == (2, 2, 2)
+    assert np.all(np.abs(encoded - exact) <= bound)
+    assert np.all(np.abs(got - exact) <= bound)
+    assert np.all(np.abs(got - encoded) <= 2 * bound)
+    # (3) the bound sees a swapped channel order and a missing normalisation
+    right = module.transform
+    mean, std = model.preprocessor.mean, model.preprocessor.std
+    for wrong in (lambda t: right(t.flip(1)), lambda t: right(t) * std + mean):
+        module.transform = wrong
+        (bad,) = module(x)
+        assert np.any(np.abs(bad.detach().numpy() - encoded) > 2 * bound)
 
 
 def test_gradients_are_finite_and_reach_every_pixel(model: EncodingModel) -> None:
