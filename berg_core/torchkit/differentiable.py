@@ -18,16 +18,20 @@ columns, in the same order, as :meth:`berg_core.EncodingModel.encode` returns.
 
 Numerically the module computes the float32 operations ``encode`` computes on a float32
 stimulus: resize (bilinear, antialiased) and centre crop with torchvision's functions, then
-``(x - mean) / std``, the nodes' outputs flattened and concatenated, and the readout. On a
+``(x - mean) / std``, the nodes' outputs flattened and concatenated, and the readout. The network
+input is the same float32 tensor, bit for bit; the responses differ only by the order in which
+the network's and the readout's sums are rounded (``tests/torchkit/test_differentiable.py``
+bounds that). On a
 ``uint8`` stimulus ``encode`` resizes the 8-bit image and rounds it back to 8 bits before scaling
 (as the reference toolkit does); that rounding has no gradient, so the module cannot do it. When
 no resize happens (the image already has the preset's resize size), the two paths agree to float32
 rounding of the same operations.
 
 Readouts: :class:`~berg_core.torchkit.LinearReadout` and :class:`~berg_core.torchkit.MatrixReadout`
-are supported here; a family's own readout class supports it by defining
+are supported here. Any other readout supports it by defining
 ``differentiable_forward(features) -> tuple[torch.Tensor, ...]``, its responses computed without
-in-place operations or ``out=`` arguments (berg-things-eeg2's ``RepetitionReadout`` does).
+in-place operations or ``out=`` arguments: :class:`~berg_core.torchkit.StackedReadout` (one PCA
+and regression per repetition, used by berg-things-eeg2) does, and so may a family's own class.
 """
 
 from __future__ import annotations
