@@ -1,8 +1,10 @@
-"""Gradient synthesis through a tiny torchkit encoder: it drives, suppresses, is seeded, writes."""
+"""Gradient synthesis through a tiny torchkit encoder: it drives, suppresses, is seeded, writes;
+the CLI writes what the API computes and names bad arguments."""
 
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Iterator
 
 import numpy as np
@@ -11,6 +13,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("torchvision")
 
+import berg_insilico.plugin  # noqa: E402
 from berg_insilico.synthesis import SynthesisResult, synthesise  # noqa: E402
 
 from berg_core import (  # noqa: E402
@@ -22,7 +25,10 @@ from berg_core import (  # noqa: E402
     NotDifferentiableError,
     Output,
     as_stimulus,
+    hookimpl,
 )
+from berg_core.check import isolated_registry  # noqa: E402
+from berg_core.cli import main  # noqa: E402
 from berg_core.torchkit import ImageTransform, build_readout_model  # noqa: E402
 
 SIDE = 32
@@ -38,15 +44,20 @@ CARD = ModelCard(
 
 def _tiny(units: list[int] | None = None) -> EncodingModel:
     """A 32 x 32 CNN (8 features) with a random linear map to 4 units; *units* picked."""
+    picks = {} if units is None else {"unit": {"labels": units}}
+    request = LoadRequest(
+        model_id=CARD.model_id, card=CARD, berg_dir=".", device="cpu", dim_picks=picks
+    )
+    return _load_tiny(request)
+
+
+def _load_tiny(request: LoadRequest) -> EncodingModel:
+    """The tiny model for *request* (the loader the CLI's plugin registers)."""
     torch.manual_seed(0)
     net = torch.nn.Sequential(
         torch.nn.Conv2d(3, 8, 5, stride=2), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1)
     )
     rng = np.random.default_rng(0)
-    picks = {} if units is None else {"unit": {"labels": units}}
-    request = LoadRequest(
-        model_id=CARD.model_id, card=CARD, berg_dir=".", device="cpu", dim_picks=picks
-    )
     return build_readout_model(
         request,
         backbone=net,
@@ -104,8 +115,9 @@ def test_drive_rises_and_beats_the_best_natural_image(model: EncodingModel) -> N
     # the 8-bit images, through encode, beat every natural image
     synthesised = _encoded_mean(model, result.images_uint8())
     assert synthesised.min() > best
-    # the recorded objective is the encoder's response (float path, no 8-bit rounding)
-    np.testing.assert_allclose(result.objective[-1], result.responses[:, 0], rtol=1e-6)
+    # the recorded objective is the encoder's response (float path, no 8-bit rounding): the
+    # same no-grad evaluation of the final images, times the weight 1
+    np.testing.assert_array_equal(result.objective[-1], result.responses[:, 0])
     float_path = _encoded_mean(model, result.images)
     np.testing.assert_allclose(result.objective[-1], float_path, rtol=1e-4, atol=1e-5)
 
@@ -135,9 +147,8 @@ def test_contrast_of_two_areas(model: EncodingModel) -> None:
         )  # fmt: skip
     _assert_rises(result)
     assert result.area_names == (CARD.model_id, CARD.model_id)
-    np.testing.assert_allclose(
-        result.objective[-1], result.responses @ np.array([1.0, -1.0]), rtol=1e-6, atol=1e-9
-    )
+    # the same means, one float64 subtraction either way
+    np.testing.assert_array_equal(result.objective[-1], result.responses @ np.array([1.0, -1.0]))
     assert contrast[0] > start.objective[0, 0]
 
 
@@ -205,3 +216,132 @@ def test_bad_areas_and_models_without_a_path(model: EncodingModel) -> None:
 
     with pytest.raises(NotDifferentiableError, match="fmri-synth-tiny has no differentiable"):
         synthesise(Plain(model.request), steps=1, show_progress=False)
+
+
+# -- berg insilico synthesise ----------------------------------------------------------------------
+class _TinyPlugin:
+    """A berg plugin with the tiny model, so that the CLI loads it by id."""
+
+    @hookimpl
+    def register_models(self, register) -> None:
+        register(CARD, _load_tiny)
+
+
+def _cli(tmp_path, *argv: object) -> tuple[int, str, str]:
+    """``berg --berg-dir tmp_path insilico synthesise *argv``: exit status, stdout, stderr."""
+    import contextlib
+    import io
+
+    out, err = io.StringIO(), io.StringIO()
+    argv = ["--berg-dir", tmp_path, "insilico", "synthesise", *argv]
+    with isolated_registry(modules={"tiny": _TinyPlugin(), "insilico": berg_insilico.plugin}):
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                status = main([str(a) for a in argv])
+            except SystemExit as exit:  # argparse's usage errors
+                status = exit.code
+    return status, out.getvalue(), err.getvalue()
+
+
+#: A contrast of units 0-1 against units 2-3 of the tiny model, on the CPU.
+CONTRAST = [
+    "--area", "up", CARD.model_id, "unit=[0, 1]", "--area", "down", CARD.model_id, "unit=[2, 3]",
+    "--weights", "1", "-1", "--device", "cpu", "--size", str(SIDE), "--quiet",
+]  # fmt: skip
+
+
+def test_cli_synthesise_writes_what_the_api_computes(tmp_path) -> None:
+    """Exit 0; the PNGs, grid, HDF5 and CSV hold the run the Python API computes for the same
+    arguments (the same seeded float32 operations, so the same values bit for bit)."""
+    import h5py
+    from PIL import Image
+
+    out = tmp_path / "out"
+    settings = ["--n-images", "2", "--steps", "4", "--every", "2", "--lr", "0.1"]
+    settings += ["--parameterisation", "pixel", "--jitter", "2", "--tv", "0.01", "--seed", "3"]
+    status, stdout, stderr = _cli(tmp_path, *CONTRAST, *settings, "--out", out)
+    assert (status, stderr) == (0, "")
+    names = ["image_000.png", "image_001.png", "grid.png", "synthesis.h5", "objective.csv"]
+    assert stdout.splitlines() == [str(out / name) for name in names]
+    with _tiny([0, 1]) as up, _tiny([2, 3]) as down:
+        wanted = synthesise(
+            [up, down], weights=[1.0, -1.0], size=SIDE, n_images=2, steps=4, every=2, lr=0.1,
+            parameterisation="pixel", jitter=2, tv=0.01, seed=3, show_progress=False,
+        )  # fmt: skip
+    with h5py.File(out / "synthesis.h5") as f:
+        images, objective = f["images"][()], f["objective"][()]
+        assert images.dtype == np.float32 and images.shape == (2, 3, SIDE, SIDE)
+        np.testing.assert_array_equal(images, wanted.images)
+        np.testing.assert_array_equal(f["steps"][()], [0, 2, 4])
+        np.testing.assert_array_equal(objective, wanted.objective)
+        np.testing.assert_array_equal(f["responses"][()], wanted.responses)
+        np.testing.assert_array_equal(f["weights"][()], [1.0, -1.0])
+        assert [name.decode() for name in f["area_names"][()]] == ["up", "down"]
+        attrs = dict(f.attrs)
+        assert {k: attrs[k] for k in ("direction", "steps", "parameterisation", "seed")} == {
+            "direction": "drive", "steps": 4, "parameterisation": "pixel", "seed": 3,
+        }  # fmt: skip
+        assert (attrs["jitter"], attrs["tv"], attrs["device"]) == (2, 0.01, "cpu")
+    # J = mean(up) - mean(down) of the final images: one float64 subtraction, as the run does
+    np.testing.assert_array_equal(objective[-1], wanted.responses @ [1.0, -1.0])
+    for i in range(2):
+        png = np.asarray(Image.open(out / f"image_{i:03d}.png"))
+        assert png.shape == (SIDE, SIDE, 3) and png.dtype == np.uint8
+        np.testing.assert_array_equal(png.transpose(2, 0, 1), np.rint(images[i] * 255))
+    with Image.open(out / "grid.png") as grid:  # 2 x max(n, 2) panels of 2.2 x 4.6 in at 100 dpi
+        assert (grid.format, grid.size) == ("PNG", (440, 460))
+    with open(out / "objective.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(int(r["step"]), int(r["image"])) for r in rows] == [
+        (step, image) for step in (0, 2, 4) for image in (0, 1)
+    ]
+    np.testing.assert_array_equal([float(r["objective"]) for r in rows], objective.ravel())
+
+
+def test_cli_synthesise_from_start_images(tmp_path) -> None:
+    """``--start`` files: read as 8-bit RGB, one image each, the run the API makes of them."""
+    import h5py
+    from PIL import Image
+
+    start = _natural(2)
+    paths = [tmp_path / f"start_{i}.png" for i in range(2)]
+    for image, path in zip(start, paths, strict=True):
+        Image.fromarray(image.transpose(1, 2, 0)).save(path)
+    settings = ["--direction", "suppress", "--steps", "2", "--every", "1", "--blur", "0.5"]
+    status, _, stderr = _cli(
+        tmp_path, *CONTRAST, *settings, "--start", *paths, "--out", tmp_path / "o"
+    )
+    assert (status, stderr) == (0, "")
+    with _tiny([0, 1]) as up, _tiny([2, 3]) as down:
+        wanted = synthesise(
+            [up, down], weights=[1.0, -1.0], start=start, direction="suppress", steps=2, every=1,
+            blur=0.5, show_progress=False,
+        )  # fmt: skip
+    with h5py.File(tmp_path / "o" / "synthesis.h5") as f:
+        np.testing.assert_array_equal(f["objective"][()], wanted.objective)
+        np.testing.assert_array_equal(f["images"][()], wanted.images)
+        assert f.attrs["start"] == "images" and f.attrs["direction"] == "suppress"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--steps", "0"], r"berg: error: steps=0: expected an integer >= 1"),
+        (["--lr", "-1"], r"berg: error: lr=-1\.0: expected a finite number > 0"),
+        (["--jitter", "40"], r"jitter=40: expected fewer pixels than the image side 32"),
+        (["--size", "4"], r"berg: error: size=4: expected an integer >= 8"),
+        (["--weights", "1"], r"weights=\[1\.0\]: expected 2 finite numbers \(one per area\)"),
+        (["--subjects", "1", "2"], r"--subjects \[1, 2\]: synthesis takes one subject"),
+        (["--start", "no/such/x.png"], r"--start 'no/such/x\.png': not a readable image"),
+        (["--area", "x"], r"--area 'x': give a name and a model id"),
+        (["--direction", "up"], r"argument --direction: invalid choice: 'up'"),
+        (["--steps", "many"], r"argument --steps: invalid int value: 'many'"),
+        (["--parameterisation", "wavelet"], r"argument --parameterisation: invalid choice"),
+    ],
+)
+def test_cli_synthesise_bad_arguments_exit_2(tmp_path, argv: list[str], message: str) -> None:
+    """Each bad argument: exit status 2, a message naming it, nothing written."""
+    status, stdout, stderr = _cli(tmp_path, *CONTRAST, *argv, "--out", tmp_path / "out")
+    assert status == 2 and stdout == ""
+    assert re.search(message, stderr), stderr
+    assert not (tmp_path / "out").exists()
