@@ -218,7 +218,7 @@ def connect(
                     n_workers=workers,
                     threads_per_worker=1,
                     processes=True,
-                    dashboard_address=None,
+                    dashboard_address=":0",
                     silence_logs=40 if quiet else 30,
                 )
             )
