@@ -105,7 +105,7 @@ def per_image_costs(workdir: Path, berg_dir: Path, stimulus: np.ndarray) -> dict
         costs["encode + write (single process)"] = (time.perf_counter() - began) / n
     rows = np.random.default_rng(0).standard_normal((64, N_OUT // 2), dtype=np.float32)
     with h5py.File(workdir / "write.h5", "w") as h5:
-        datasets = [h5.create_dataset(k, (n, N_OUT // 2), "float32", chunks=(64, 16384))
+        datasets = [h5.create_dataset(k, (n, N_OUT // 2), "float32", chunks=(min(n, 64), 16384))
                     for k in ("lh", "rh")]  # fmt: skip
         began = time.perf_counter()
         for start in range(0, n, 64):
@@ -216,20 +216,20 @@ def main(argv: list[str] | None = None) -> int:
 
         print("\n## per-task overhead, 1 fresh worker per run (model load counted once)")
         print("shard  tasks  wall s  in-task s  overhead  load share")
-        with cluster(1) as local, Client(local) as client:
-            for size in shards:
-                client.restart()  # a fresh worker process: torch import and model load again
-                seconds, report = run_distributed(
+        for size in shards:
+            # a fresh worker process per shard size: torch import and model load counted again
+            with cluster(1) as local, Client(local) as client:
+                _, report = run_distributed(
                     client, berg_dir, workdir, workdir / "o.h5", size, keep_parts=True
                 )
-                work = sum(t["read_s"] + t["encode_s"] for t in report.tasks)
-                load = sum(t["load_s"] for t in report.tasks)
-                wall = report.tasks_s  # submission to the last result, assembly apart
-                overhead = (wall - work - load) / wall
-                print(f"{size:5d}  {report.shards:5d}  {wall:6.2f}  {work:9.2f}  "
-                      f"{overhead:8.1%}  {load / wall:10.1%}")  # fmt: skip
-                if size != shards[-1]:
-                    shutil.rmtree(workdir / "o.h5.parts")
+            work = sum(t["read_s"] + t["encode_s"] for t in report.tasks)
+            load = sum(t["load_s"] for t in report.tasks)
+            wall = report.tasks_s  # submission to the last result, assembly apart
+            overhead = (wall - work - load) / wall
+            print(f"{size:5d}  {report.shards:5d}  {wall:6.2f}  {work:9.2f}  "
+                  f"{overhead:8.1%}  {load / wall:10.1%}")  # fmt: skip
+            if size != shards[-1]:
+                shutil.rmtree(workdir / "o.h5.parts")
         print(f"one pickled task: {task_bytes(berg_dir, workdir)} bytes (.npy stimulus)")
 
         print(f"\n## assembly of {shards[-1]}-image parts into one file: copy vs virtual")
