@@ -13,11 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from berg_things_eeg2.plugin import (
+from berg_things_eeg2.layout import (
     CHANNELS,
     FOLDERS,
     N_TIMES,
     REPETITIONS,
+    TIMES,
     metadata_file,
     weights_file,
 )
@@ -26,8 +27,6 @@ __all__ = ["FEATURES", "TIMES", "berg_check_fixture", "make_weights", "write_mod
 
 #: Features per image of each backbone at 224 x 224 (the reference's nodes).
 FEATURES = {"vit_b_32": 12 * 50 * 768, "alexnet": 205_672, "alexnet_untrained": 205_672}
-#: The subjects' time axis: -0.1 s to 0.595 s at 200 Hz.
-TIMES = np.round(np.arange(-20, N_TIMES - 20) * 0.005, 3)
 
 
 def make_metadata(subject: int) -> dict[str, Any]:

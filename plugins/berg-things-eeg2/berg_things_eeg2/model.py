@@ -27,13 +27,7 @@ from berg_core.torchkit import (
     resolve_device,
     torchvision_backbone,
 )
-from berg_things_eeg2.plugin import (
-    FOLDERS,
-    N_REPETITIONS,
-    REPETITIONS,
-    metadata_file,
-    weights_file,
-)
+from berg_things_eeg2.layout import FOLDERS, N_REPETITIONS, REPETITIONS, metadata_file, weights_file
 from berg_things_eeg2.weights import read_layout
 
 __all__ = ["ALEXNET_NODES", "UNTRAINED_SEED", "VIT_B_32_NODES", "load"]

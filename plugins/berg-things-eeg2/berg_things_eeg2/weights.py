@@ -19,7 +19,7 @@ from typing import Any
 
 from berg_core import ModelLoadError
 from berg_core.checks import Location, require_mapping
-from berg_things_eeg2.plugin import REPETITIONS
+from berg_things_eeg2.layout import REPETITIONS
 
 __all__ = ["GENERATIONS", "WeightsLayout", "read_layout"]
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 import torchvision
-from berg_things_eeg2.plugin import CHANNELS, N_TIMES, REPETITIONS
+from berg_things_eeg2.layout import CHANNELS, N_TIMES, REPETITIONS
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LinearRegression
 from sklearn.preprocessing import StandardScaler

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from berg_things_eeg2.fixture import make_weights, write_model_files
-from berg_things_eeg2.plugin import CHANNELS, FOLDERS, REPETITIONS
+from berg_things_eeg2.layout import CHANNELS, FOLDERS, REPETITIONS
 from eeg2_reference import assert_within, expected
 
 from berg_core.testing_differentiable import (

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from berg_things_eeg2.fixture import write_model_files
-from berg_things_eeg2.plugin import CARDS, FOLDERS, metadata_file, weights_file
+from berg_things_eeg2.layout import FOLDERS, metadata_file, weights_file
+from berg_things_eeg2.plugin import CARDS
 
 from berg_core.testing_bucket import Bucket, serve_bucket
 

@@ -8,9 +8,9 @@ import berg_things_eeg2.plugin
 import h5py
 import numpy as np
 import pytest
-from berg_things_eeg2.fixture import TIMES, write_model_files
+from berg_things_eeg2.fixture import write_model_files
+from berg_things_eeg2.layout import CHANNELS, FOLDERS, TIMES
 from berg_things_eeg2.plot import make_figure, read_responses
-from berg_things_eeg2.plugin import CHANNELS, FOLDERS
 
 from berg_core import InvalidParameterError
 from berg_core.cli import main

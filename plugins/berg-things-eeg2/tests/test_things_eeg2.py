@@ -7,8 +7,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from berg_things_eeg2.fixture import FEATURES, TIMES, make_weights, write_model_files
-from berg_things_eeg2.plugin import CHANNELS, FOLDERS, REPETITIONS
+from berg_things_eeg2.fixture import FEATURES, make_weights, write_model_files
+from berg_things_eeg2.layout import CHANNELS, FOLDERS, REPETITIONS, TIMES
 from eeg2_reference import assert_within, expected, features
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler

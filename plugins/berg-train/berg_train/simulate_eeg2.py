@@ -23,8 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from berg_things_eeg2.fixture import TIMES
-from berg_things_eeg2.plugin import CHANNELS, N_REPETITIONS
+from berg_things_eeg2.layout import CHANNELS, N_REPETITIONS, TIMES
 
 from berg_train.simulate import SimulatedDataset, _marker, smooth_images
 

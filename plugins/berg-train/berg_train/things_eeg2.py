@@ -239,7 +239,7 @@ def _randomized_pcas(
 ) -> list[Any]:
     """Scaler + one scikit-learn PCA per repetition, in memory (the reference's computation)."""
     import h5py
-    from berg_things_eeg2.plugin import N_REPETITIONS
+    from berg_things_eeg2.layout import N_REPETITIONS
     from sklearn.decomposition import PCA
     from sklearn.preprocessing import StandardScaler
 
@@ -340,7 +340,7 @@ def train_things_eeg2(
     from dataclasses import fields, replace
 
     import h5py
-    from berg_things_eeg2.plugin import N_REPETITIONS, REPETITIONS, metadata_file, weights_file
+    from berg_things_eeg2.layout import N_REPETITIONS, REPETITIONS, metadata_file, weights_file
     from tqdm.auto import tqdm
 
     from berg_core.atomic import check_output_path

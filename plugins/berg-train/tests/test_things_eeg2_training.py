@@ -133,7 +133,7 @@ def test_metrics_match_an_independent_computation(sim: Any, trained: Any) -> Non
 
 
 def test_loads_in_berg_things_eeg2_and_encodes_its_test_predictions(sim: Any, trained: Any) -> None:
-    from berg_things_eeg2.plugin import CHANNELS
+    from berg_things_eeg2.layout import CHANNELS
     from berg_train.datasets.things_eeg2 import list_images
 
     from berg_core import BERG
@@ -316,8 +316,7 @@ def test_memory_budget_bounds_the_eeg_chunks(
 
 def _layout(root: Path, *, n_train: int = 2, n_test: int = 2, reps: int = 4,
             test_shape: tuple[int, ...] | None = None, dtype: str = "float32") -> Path:  # fmt: skip
-    from berg_things_eeg2.fixture import TIMES
-    from berg_things_eeg2.plugin import CHANNELS
+    from berg_things_eeg2.layout import CHANNELS, TIMES
 
     folder = root / "model_training_datasets/train_dataset-things_eeg_2"
     folder.mkdir(parents=True)

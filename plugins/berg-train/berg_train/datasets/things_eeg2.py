@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from berg_things_eeg2.plugin import CHANNELS, N_REPETITIONS, N_TIMES
+from berg_things_eeg2.layout import CHANNELS, N_REPETITIONS, N_TIMES
 
 from berg_core import InvalidParameterError
 from berg_train.datasets.base import is_simulated
