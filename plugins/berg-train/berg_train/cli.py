@@ -7,8 +7,12 @@ invocation); the ``run_*`` functions import the training engine.
 from __future__ import annotations
 
 import argparse
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from berg_core import InvalidParameterError
 
 __all__ = [
     "configure_demo",
@@ -66,6 +70,11 @@ def _common(parser: argparse.ArgumentParser, default_backbone: str) -> None:
     parser.add_argument("--model-name", help="model folder name (default: the backbone's)")
     parser.add_argument("--clean", action="store_true", help="delete the work folder after success")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--cluster",
+        help="train on a Dask cluster (berg-distributed): local[:N], tcp://HOST:PORT or "
+        "slurm[:CONFIG.yaml]; same files as without it (docs/scaling.md)",
+    )
 
 
 def configure_nsd(parser: argparse.ArgumentParser) -> None:
@@ -155,6 +164,11 @@ def configure_things_eeg2(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="replace existing model files")
     parser.add_argument("--clean", action="store_true", help="delete the work folder after success")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--cluster",
+        help="train on a Dask cluster (berg-distributed): local[:N], tcp://HOST:PORT or "
+        "slurm[:CONFIG.yaml]; same files as without it (docs/scaling.md)",
+    )
 
 
 def configure_demo(parser: argparse.ArgumentParser) -> None:
@@ -216,6 +230,31 @@ def report(result: Any) -> None:
     print(f"time: {steps}; work folder: {result.work_dir}")
 
 
+@contextlib.contextmanager
+def _runner(args: argparse.Namespace) -> Iterator[Any]:
+    """``None`` (this process), or a cluster's runner for ``--cluster SPEC``.
+
+    Raises
+    ------
+    InvalidParameterError
+        A bad ``--cluster`` value, or berg-distributed not installed.
+    """
+    spec = getattr(args, "cluster", None)
+    if spec is None:
+        yield None
+        return
+    try:
+        from berg_distributed.cluster import connect, parse_cluster
+        from berg_distributed.training import DaskRunner
+    except ImportError:
+        raise InvalidParameterError(
+            f"--cluster {spec}: distributed training needs berg-distributed "
+            "(pip install berg-distributed)"
+        ) from None
+    with connect(parse_cluster(spec), quiet=args.quiet) as client:
+        yield DaskRunner(client)
+
+
 def run_nsd(args: argparse.Namespace) -> int:
     """``berg train nsd``."""
     from berg_train.datasets.nsd import NSDDataset
@@ -231,7 +270,8 @@ def run_nsd(args: argparse.Namespace) -> int:
         f"{dataset.trial_ids.size} trials; {dataset.train_ids.size} training, "
         f"{dataset.val_ids.size} validation, {dataset.test_ids.size} test images"
     )
-    report(train(dataset, _berg_dir(args), _config(args)))
+    with _runner(args) as runner:
+        report(train(dataset, _berg_dir(args), _config(args), runner=runner))
     return 0
 
 
@@ -248,7 +288,8 @@ def run_things(args: argparse.Namespace) -> int:
         f"({dataset.n_fit} images), {dataset.test_trials.size} test trials "
         f"({dataset.test_rows.size} images)"
     )
-    report(train(dataset, _berg_dir(args), _config(args)))
+    with _runner(args) as runner:
+        report(train(dataset, _berg_dir(args), _config(args), runner=runner))
     return 0
 
 
@@ -274,7 +315,10 @@ def run_things_eeg2(args: argparse.Namespace) -> int:
         force=args.force,
         show_progress=not args.quiet,
     )
-    result = train_things_eeg2(args.data, args.images, args.subject, args.out, config)
+    with _runner(args) as runner:
+        result = train_things_eeg2(
+            args.data, args.images, args.subject, args.out, config, runner=runner
+        )
     if result.simulated:
         print(f"NOTE: {args.data} is SIMULATED data (not real brain responses)")
     report(result)

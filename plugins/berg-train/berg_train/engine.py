@@ -27,8 +27,9 @@ from berg_train.backbones import Backbone, resolve_backbone
 from berg_train.datasets.base import TrainingDataset
 from berg_train.memory import release_memory
 from berg_train.regression import DEFAULT_ALPHAS, make_solver
+from berg_train.runner import Runner, SerialRunner
 
-__all__ = ["TrainConfig", "TrainResult", "train"]
+__all__ = ["TrainConfig", "TrainResult", "fit_regression_chunk", "save_npz_atomic", "train"]
 
 
 @dataclass
@@ -173,8 +174,53 @@ def _chunk_size(config: TrainConfig, dataset: TrainingDataset, k: int) -> int:
     return int(min(max(1024, chunk // 1024 * 1024), 32768))
 
 
+def save_npz_atomic(target: Path, arrays: dict[str, np.ndarray]) -> None:
+    """``np.savez(target, **arrays)`` under its final name only when complete (a per-process
+    temporary name, so a task rerun elsewhere never collides with a lost one's leftovers)."""
+    target = Path(target)
+    partial = target.with_name(f"{target.name}.{os.getpid()}.partial.npz")
+    np.savez(partial, **arrays)
+    os.replace(partial, target)
+
+
+def fit_regression_chunk(
+    dataset: TrainingDataset,
+    solver: Any,
+    test_design: np.ndarray,
+    output: str,
+    start: int,
+    stop: int,
+    target: str | os.PathLike[str],
+) -> tuple[int, int]:
+    """Fit and evaluate output columns ``start:stop`` of *output*; write ``coef``,
+    ``intercept``, test ``r`` (and ridge's ``alpha``) to the ``.npz`` file *target*.
+
+    One task of the regression step, here or on a cluster's worker.
+
+    Returns
+    -------
+    tuple of int
+        ``(start, stop)``.
+    """
+    from berg_train.metrics import pearson_columns
+
+    block = dataset.read_targets(output, start, stop)
+    fit = solver.fit(block.train)
+    predicted = test_design @ fit.coef.T + fit.intercept
+    r = pearson_columns(predicted, block.test)
+    arrays = {"coef": fit.coef, "intercept": fit.intercept, "r": r}
+    if fit.alpha is not None:
+        arrays["alpha"] = fit.alpha
+    save_npz_atomic(Path(target), arrays)
+    return start, stop
+
+
 def train(
-    dataset: TrainingDataset, berg_dir: str | os.PathLike[str], config: TrainConfig | None = None
+    dataset: TrainingDataset,
+    berg_dir: str | os.PathLike[str],
+    config: TrainConfig | None = None,
+    *,
+    runner: Runner | None = None,
 ) -> TrainResult:
     """Train an encoding model of *dataset*'s subject and write it under *berg_dir*.
 
@@ -187,6 +233,10 @@ def train(
         Root of the model files; the weights, metadata and accuracy figure are written in the
         reference layout (``encoding_models/modality-fmri/train_dataset-.../model-...``).
     config : TrainConfig, optional
+    runner : Runner, optional
+        Where the feature shards, PCA blocks and regression chunks run
+        (:mod:`berg_train.runner`): this process (default) or a cluster
+        (``berg_distributed.training.DaskRunner``); the files are the same.
 
     Returns
     -------
@@ -196,9 +246,9 @@ def train(
     from tqdm.auto import tqdm
 
     from berg_train import __version__
-    from berg_train.features import extract_to_h5
+    from berg_train.features import chunk_cols, extract_features
     from berg_train.figure import roi_summary, write_accuracy_figure
-    from berg_train.metrics import explained_variance, pearson_columns
+    from berg_train.metrics import explained_variance
     from berg_train.pca import PCAResult, fit_scaler_pca
 
     config = config or TrainConfig()
@@ -215,7 +265,7 @@ def train(
     started = time.perf_counter()
     feature_key = _hash(backbone.name, backbone.identity, dataset.fingerprint())
     features_path = work / f"features-{feature_key}.h5"
-    extract_to_h5(
+    extract_features(
         backbone,
         dataset.images,
         features_path,
@@ -223,6 +273,7 @@ def train(
         device=config.device,
         batch_size=config.batch_size,
         show_progress=show,
+        runner=runner,
     )
     timings["features"] = time.perf_counter() - started
     release_memory()  # the backbone and the allocator's free pages, before the PCA's blocks
@@ -241,9 +292,10 @@ def train(
                 dataset.n_fit,
                 k,
                 memory_bytes=config.memory_gb * 0.5e9,
-                chunk_cols=int(features.chunks[1]) if features.chunks else 1,
+                chunk_cols=chunk_cols(features),
                 checkpoint=work / f"pca-{pca_key}.checkpoint.npz",
                 show_progress=show,
+                runner=runner,
             )
         pca.save(pca_path)
     timings["pca"] = time.perf_counter() - started
@@ -273,25 +325,36 @@ def train(
     )
     chunk = _chunk_size(config, dataset, k)
     total = sum(size for _, size in dataset.outputs)
+    chunks = [
+        (
+            output,
+            start,
+            min(size, start + chunk),
+            reg_dir / f"{output}-{start:07d}-{min(size, start + chunk):07d}.npz",
+        )
+        for output, size in dataset.outputs
+        for start in range(0, size, chunk)
+    ]
+    todo = [item for item in chunks if not item[3].is_file()]
+    run = runner or SerialRunner()
+    if todo:
+        shared = (run.share(dataset), run.share(solver), run.share(test_design))
+        tasks = [
+            (*shared, output, start, stop, os.fspath(target))
+            for output, start, stop, target in todo
+        ]
+    else:
+        tasks = []
     with tqdm(
-        total=total, desc=f"Regression ({method})", unit="col", unit_scale=True, disable=not show
+        total=total,
+        initial=total - sum(stop - start for _, start, stop, _ in todo),
+        desc=f"Regression ({method})",
+        unit="col",
+        unit_scale=True,
+        disable=not show,
     ) as bar:
-        for output, size in dataset.outputs:
-            for start in range(0, size, chunk):
-                stop = min(size, start + chunk)
-                target = reg_dir / f"{output}-{start:07d}-{stop:07d}.npz"
-                if not target.is_file():
-                    block = dataset.read_targets(output, start, stop)
-                    fit = solver.fit(block.train)
-                    predicted = test_design @ fit.coef.T + fit.intercept
-                    r = pearson_columns(predicted, block.test)
-                    arrays = {"coef": fit.coef, "intercept": fit.intercept, "r": r}
-                    if fit.alpha is not None:
-                        arrays["alpha"] = fit.alpha
-                    partial = target.with_name(target.name + ".partial.npz")
-                    np.savez(partial, **arrays)
-                    os.replace(partial, target)
-                bar.update(stop - start)
+        for start, stop in run.map(fit_regression_chunk, tasks, label="regression"):
+            bar.update(stop - start)
     timings["regression"] = time.perf_counter() - started
     release_memory()  # the regression's chunks, before the weights are assembled and written
 

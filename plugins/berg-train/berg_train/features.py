@@ -23,12 +23,22 @@ from berg_train.backbones import Backbone, resolve_backbone
 from berg_train.prefetch import Prefetcher
 
 __all__ = [
+    "COLS_PER_CHUNK",
     "ROWS_PER_CHUNK",
+    "SHARD_ATTR",
     "FeatureExtractor",
     "ImageSource",
     "extract_array",
+    "extract_features",
+    "extract_shard",
     "extract_to_h5",
+    "shard_is_done",
+    "shard_ranges",
+    "write_virtual_features",
 ]
+
+#: Attribute of a feature shard's part file: the key and the rows it holds, as JSON.
+SHARD_ATTR = "berg_train_shard"
 
 #: Rows per HDF5 chunk (and per flush of the cache).
 ROWS_PER_CHUNK = 64
@@ -232,3 +242,212 @@ def extract_to_h5(
             dataset[block_start : block_start + filled] = buffer[:filled]
             h5.attrs["done"] = block_start + filled
     return path
+
+
+def shard_ranges(n: int, shard_size: int, batch_size: int | None) -> list[tuple[int, int]]:
+    """Image shards ``[(start, stop), ...]`` of about *shard_size* images.
+
+    A shard starts on a multiple of the batch size (*batch_size*, or :data:`ROWS_PER_CHUNK`,
+    which the CPU and GPU default batch sizes divide), so its forward passes see the same
+    batches as :func:`extract_to_h5`'s over all images.
+    """
+    step = int(batch_size) if batch_size else ROWS_PER_CHUNK
+    size = max(step, int(shard_size) // step * step)
+    return [(start, min(n, start + size)) for start in range(0, n, size)]
+
+
+class _Rows:
+    """Images ``start:stop`` of an :class:`ImageSource`, as an image source of their own."""
+
+    def __init__(self, images: ImageSource, start: int, stop: int) -> None:
+        self.images, self.start, self.stop = images, start, stop
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def load(self, indices: Sequence[int]) -> np.ndarray | list[np.ndarray]:
+        return self.images.load([self.start + int(i) for i in indices])
+
+
+#: This process's feature extractors, by backbone identity and device (a worker builds each
+#: backbone once, not once per shard).
+_EXTRACTORS: dict[tuple[str, str, str], FeatureExtractor] = {}
+
+
+def _extractor(backbone: Backbone | str, device: str) -> FeatureExtractor:
+    spec = resolve_backbone(backbone)
+    key = (spec.name, str(spec.identity), device)
+    if key not in _EXTRACTORS:
+        _EXTRACTORS.clear()  # one backbone in memory at a time
+        _EXTRACTORS[key] = FeatureExtractor(spec, device)
+    return _EXTRACTORS[key]
+
+
+def shard_is_done(part: str | os.PathLike[str], key: str, start: int, stop: int) -> bool:
+    """Whether *part* is a complete feature shard of *key* holding rows ``start:stop``."""
+    import json
+
+    import h5py
+
+    try:
+        with h5py.File(part, "r") as h5:
+            found = json.loads(h5.attrs.get(SHARD_ATTR, "{}"))
+    except (OSError, ValueError):
+        return False
+    return found == {"key": key, "start": start, "stop": stop}
+
+
+def extract_shard(
+    backbone: Backbone | str,
+    images: ImageSource,
+    start: int,
+    stop: int,
+    part: str | os.PathLike[str],
+    key: str,
+    device: str = "auto",
+    batch_size: int | None = None,
+) -> dict[str, Any]:
+    """Features of images ``start:stop`` into the HDF5 file *part*, written whole or not at all.
+
+    One task of a distributed extraction: the batches and the network are those of
+    :func:`extract_to_h5`, the backbone is built once per process.
+
+    Returns
+    -------
+    dict
+        ``start``, ``stop``, ``part`` and ``dim`` (features per image).
+    """
+    import json
+
+    import h5py
+
+    from berg_core.atomic import atomic_outputs
+
+    extractor = _extractor(backbone, device)
+    rows = extract_array(
+        extractor, _Rows(images, start, stop), batch_size=batch_size, show_progress=False
+    )
+    n, dim = rows.shape
+    with atomic_outputs([part], force=True) as (tmp,), h5py.File(tmp, "w") as h5:
+        h5.create_dataset(
+            "features",
+            data=rows,
+            chunks=(min(n, ROWS_PER_CHUNK), min(dim, COLS_PER_CHUNK)),
+        )
+        h5.attrs[SHARD_ATTR] = json.dumps({"key": key, "start": start, "stop": stop})
+    return {"start": start, "stop": stop, "part": os.fspath(part), "dim": int(dim)}
+
+
+def write_virtual_features(
+    path: str | os.PathLike[str],
+    parts: Sequence[tuple[int, int, str | os.PathLike[str]]],
+    dim: int,
+    *,
+    key: str,
+    backbone: str,
+) -> Path:
+    """One ``features`` dataset over the shard files *parts* (an HDF5 virtual dataset), with
+    the attributes of a finished :func:`extract_to_h5` file (``key``, ``done``), atomically.
+
+    Reads of it return the parts' values: the PCA reads it as it reads
+    :func:`extract_to_h5`'s file. The parts must stay where they are.
+    """
+    import h5py
+
+    from berg_core.atomic import atomic_outputs
+
+    path = Path(path)
+    n = parts[-1][1] if parts else 0
+    layout = h5py.VirtualLayout(shape=(n, dim), dtype="float32")
+    for start, stop, part in parts:
+        source = h5py.VirtualSource(os.fspath(part), "features", shape=(stop - start, dim))
+        layout[start:stop] = source
+    with atomic_outputs([path], force=True) as (tmp,), h5py.File(tmp, "w") as h5:
+        h5.create_virtual_dataset("features", layout)
+        h5.attrs["key"] = key
+        h5.attrs["backbone"] = backbone
+        h5.attrs["done"] = n
+        h5.attrs["cols_per_chunk"] = min(dim, COLS_PER_CHUNK)
+    return path
+
+
+def chunk_cols(features: Any) -> int:
+    """Columns per storage chunk of a features dataset: the PCA's block multiple."""
+    stored = features.attrs.get("cols_per_chunk") if hasattr(features, "attrs") else None
+    if stored is None and hasattr(features, "file"):
+        stored = features.file.attrs.get("cols_per_chunk")
+    if stored is not None:
+        return int(stored)
+    return int(features.chunks[1]) if getattr(features, "chunks", None) else 1
+
+
+def _finished_rows(path: Path, key: str) -> int:
+    """Rows a features file of *key* holds (0: none, another key, or unreadable)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as h5:
+            if h5.attrs.get("key") == key and "features" in h5:
+                return int(h5.attrs.get("done", 0))
+    except OSError:
+        pass
+    return 0
+
+
+def extract_features(
+    backbone: Backbone | str,
+    images: ImageSource,
+    path: str | os.PathLike[str],
+    *,
+    key: str,
+    device: str = "auto",
+    batch_size: int | None = None,
+    show_progress: bool = True,
+    runner: Any = None,
+) -> Path:
+    """The features file of a training run: :func:`extract_to_h5` here, or shards on a cluster.
+
+    With a distributed *runner*, each image shard (:func:`shard_ranges`, of the runner's
+    ``shard_size`` images) is a task
+    (:func:`extract_shard`) writing its own part under ``<path stem>.parts/``; a part that is
+    complete is not recomputed by a restarted run, and a partial one never counts (parts are
+    written atomically and name their key and rows). *path* then becomes a virtual dataset over
+    the parts (:func:`write_virtual_features`). A complete *path* of the same key, from either
+    kind of run, is reused as it is.
+    """
+    path = Path(path)
+    if runner is None or not runner.distributed:
+        return extract_to_h5(
+            backbone, images, path, key=key, device=device, batch_size=batch_size,
+            show_progress=show_progress,
+        )  # fmt: skip
+    from tqdm.auto import tqdm
+
+    n = len(images)
+    if path.is_file() and _finished_rows(path, key) >= n:
+        return path
+    folder = path.with_name(path.stem + ".parts")
+    folder.mkdir(parents=True, exist_ok=True)
+    parts = [
+        (start, stop, os.fspath((folder / f"part-{start:09d}-{stop:09d}.h5").resolve()))
+        for start, stop in shard_ranges(n, getattr(runner, "shard_size", 256), batch_size)
+    ]
+    todo = [(s, e, part) for s, e, part in parts if not shard_is_done(part, key, s, e)]
+    shared_images = runner.share(images)
+    shared_backbone = runner.share(resolve_backbone(backbone))
+    tasks = [
+        (shared_backbone, shared_images, s, e, part, key, device, batch_size) for s, e, part in todo
+    ]
+    with tqdm(
+        total=n, initial=n - sum(e - s for s, e, _ in todo), desc="Features", unit="img",
+        disable=not show_progress,
+    ) as bar:  # fmt: skip
+        for result in runner.map(extract_shard, tasks, label="features"):
+            bar.update(result["stop"] - result["start"])
+    import h5py
+
+    with h5py.File(parts[0][2], "r") as h5:
+        dim = int(h5["features"].shape[1])
+    return write_virtual_features(
+        path, parts, dim, key=key, backbone=resolve_backbone(backbone).name
+    )

@@ -37,7 +37,17 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MAX_BLOCK_BYTES", "PCAResult", "column_block", "fit_scaler_pca"]
+from berg_train.runner import Runner, SerialRunner
+
+__all__ = [
+    "MAX_BLOCK_BYTES",
+    "FeatureFile",
+    "PCAResult",
+    "column_block",
+    "components_block",
+    "fit_scaler_pca",
+    "gram_block",
+]
 
 _EPS64 = float(np.finfo(np.float64).eps)
 
@@ -152,6 +162,81 @@ def _standardise(block: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.n
     return x.astype(np.float32)
 
 
+@dataclass(frozen=True)
+class FeatureFile:
+    """A feature matrix in an HDF5 file, named by path: what a task in another process reads.
+
+    ``FeatureFile(path)[rows, cols]`` opens the file, reads the slice and closes it.
+    """
+
+    path: str
+    name: str = "features"
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        import h5py
+
+        with h5py.File(self.path, "r", rdcc_nbytes=0) as h5:
+            return np.asarray(h5[self.name][key])
+
+
+def _task_source(features: Any, runner: Any) -> Any:
+    """What tasks read the features from: *features* here; its file (or a shared copy) else."""
+    if not runner.distributed:
+        return features
+    import h5py
+
+    if isinstance(features, h5py.Dataset):
+        return FeatureFile(os.fspath(Path(features.file.filename).resolve()), features.name)
+    if isinstance(features, FeatureFile):
+        return features
+    return runner.share(np.asarray(features))
+
+
+def gram_block(
+    features: Any, n_fit: int, c0: int, c1: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+    """The scaler and Gram contribution of feature columns ``c0:c1`` (one task of the PCA).
+
+    Returns
+    -------
+    tuple
+        Column means and variances (float64, ddof 0), the scaled columns' means (float64), the
+        block's Gram matrix ``Xc Xc'`` of the fitting rows (float32 ``(n_fit, n_fit)``, added to
+        the float64 total in block order) and its sum of squares (float64).
+    """
+    x = np.asarray(features[0:n_fit, c0:c1], dtype=np.float32)
+    m, v = _block_moments(x)
+    s = _scale_from_var(v)
+    xs = _standardise(x, m, s)
+    del x
+    pm = xs.mean(axis=0, dtype=np.float64)
+    xs -= pm.astype(np.float32)
+    gram = xs @ xs.T
+    total_ss = float(np.einsum("ij,ij->", xs, xs, dtype=np.float64))
+    return m, v, pm, gram, total_ss
+
+
+def components_block(
+    features: Any,
+    n_rows: int,
+    n_fit: int,
+    c0: int,
+    c1: int,
+    mean: np.ndarray,
+    scale: np.ndarray,
+    pca_mean: np.ndarray,
+    u32: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Unnormalised components ``U' Xc`` of columns ``c0:c1`` and their float32 contribution
+    ``Xc comp'`` to the scores of all *n_rows* rows (one task of the PCA's second pass)."""
+    x = np.asarray(features[0:n_rows, c0:c1], dtype=np.float32)
+    xc = _standardise(x, mean, scale)
+    del x
+    xc -= pca_mean.astype(np.float32)
+    comp = u32 @ xc[:n_fit]
+    return comp, xc @ comp.T
+
+
 def fit_scaler_pca(
     features: Any,
     n_fit: int,
@@ -163,6 +248,7 @@ def fit_scaler_pca(
     checkpoint_seconds: float = 300.0,
     show_progress: bool = True,
     on_block: Callable[[], None] | None = None,
+    runner: Runner | None = None,
 ) -> PCAResult:
     """Fit ``StandardScaler`` + ``PCA(n_components)`` on the first *n_fit* rows of *features*.
 
@@ -189,6 +275,10 @@ def fit_scaler_pca(
         Progress bars.
     on_block : callable, optional
         Called after each block (tests use it to interrupt a fit).
+    runner : Runner, optional
+        Where the blocks are computed (:mod:`berg_train.runner`; default this process). Their
+        partial sums are added here in block order, so the result is the same bit for bit
+        whatever runs them (given the same BLAS).
 
     Returns
     -------
@@ -218,6 +308,7 @@ def fit_scaler_pca(
             checkpoint_seconds=checkpoint_seconds,
             show_progress=show_progress,
             on_block=on_block,
+            runner=runner or SerialRunner(),
         )
     return _fit_covariance(
         features,
@@ -225,6 +316,7 @@ def fit_scaler_pca(
         n_components,
         memory_bytes=memory_bytes,
         show_progress=show_progress,
+        runner=runner or SerialRunner(),
     )
 
 
@@ -292,6 +384,7 @@ def _fit_gram(
     checkpoint_seconds: float,
     show_progress: bool,
     on_block: Callable[[], None] | None,
+    runner: Runner,
 ) -> PCAResult:
     n_rows, dim = (int(s) for s in features.shape)
     block = column_block(n_rows, dim, memory_bytes, multiple=max(1, chunk_cols))
@@ -308,21 +401,18 @@ def _fit_gram(
                 pca_mean, total_ss = saved["pca_mean"], float(saved["total_ss"])
                 start = int(saved["next"])
     last_save = time.monotonic()
+    source = _task_source(features, runner)
+    blocks = [(c0, min(dim, c0 + block)) for c0 in range(start, dim, block)]
+    partials = runner.map(
+        gram_block, [(source, n_fit, c0, c1) for c0, c1 in blocks], label="PCA Gram blocks"
+    )
     with _bar(dim, "PCA 1/2: scaler + Gram matrix", show_progress) as bar:
         bar.update(start)
-        for c0 in range(start, dim, block):
-            c1 = min(dim, c0 + block)
-            x = np.asarray(features[0:n_fit, c0:c1], dtype=np.float32)
-            m, v = _block_moments(x)
-            s = _scale_from_var(v)
-            xs = _standardise(x, m, s)
-            del x
-            pm = xs.mean(axis=0, dtype=np.float64)
-            xs -= pm.astype(np.float32)
-            gram += xs @ xs.T
-            total_ss += float(np.einsum("ij,ij->", xs, xs, dtype=np.float64))
+        for (c0, c1), (m, v, pm, block_gram, block_ss) in zip(blocks, partials, strict=True):
+            gram += block_gram  # in block order, whoever computed the blocks
+            total_ss += block_ss
             mean[c0:c1], var[c0:c1], pca_mean[c0:c1] = m, v, pm
-            del xs
+            del block_gram
             bar.update(c1 - c0)
             if checkpoint is not None and (
                 time.monotonic() - last_save > checkpoint_seconds or on_block is not None
@@ -348,18 +438,18 @@ def _fit_gram(
     # components = U' Xc / s, normalised to unit length; scores of all rows = Xc_all @ comps'
     unnormalised = np.zeros((k, dim), dtype=np.float32)
     raw_scores = np.zeros((n_rows, k), dtype=np.float64)
-    u32 = u.T.astype(np.float32)
+    u32 = runner.share(u.T.astype(np.float32))
+    blocks = [(c0, min(dim, c0 + block)) for c0 in range(0, dim, block)]
+    tasks = [
+        (source, n_rows, n_fit, c0, c1, mean[c0:c1], scale[c0:c1], pca_mean[c0:c1], u32)
+        for c0, c1 in blocks
+    ]
+    results = runner.map(components_block, tasks, label="PCA components")
     with _bar(dim, "PCA 2/2: components + scores", show_progress) as bar:
-        for c0 in range(0, dim, block):
-            c1 = min(dim, c0 + block)
-            x = np.asarray(features[0:n_rows, c0:c1], dtype=np.float32)
-            xc = _standardise(x, mean[c0:c1], scale[c0:c1])
-            del x
-            xc -= pca_mean[c0:c1].astype(np.float32)
-            comp = u32 @ xc[:n_fit]
+        for (c0, c1), (comp, block_scores) in zip(blocks, results, strict=True):
             unnormalised[:, c0:c1] = comp
-            raw_scores += xc @ comp.T
-            del xc
+            raw_scores += block_scores  # in block order
+            del block_scores
             bar.update(c1 - c0)
     norms = np.sqrt(np.einsum("ij,ij->i", unnormalised, unnormalised, dtype=np.float64))
     safe = np.where(norms > 0, norms, 1.0)
@@ -381,19 +471,55 @@ def _fit_gram(
     )
 
 
+def row_moments_block(features: Any, r0: int, r1: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Mean, sum of squared deviations (float64) and count of rows ``r0:r1`` (covariance path,
+    pass 1; merged in row order by Chan et al.'s pairwise update)."""
+    x = np.asarray(features[r0:r1], dtype=np.float64)
+    bm = x.mean(axis=0)
+    return bm, ((x - bm) ** 2).sum(axis=0), int(x.shape[0])
+
+
+def row_covariance_block(
+    features: Any, r0: int, r1: int, mean: np.ndarray, scale: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Column sums and ``X'X`` (float64) of the scaled rows ``r0:r1`` (covariance path, pass 2)."""
+    xs = _standardise(np.asarray(features[r0:r1]), mean, scale)
+    x64 = xs.astype(np.float64)
+    return xs.sum(axis=0, dtype=np.float64), x64.T @ x64
+
+
+def row_scores_block(
+    features: Any,
+    r0: int,
+    r1: int,
+    mean: np.ndarray,
+    scale: np.ndarray,
+    pca_mean: np.ndarray,
+    vectors: np.ndarray,
+) -> np.ndarray:
+    """PCA scores of rows ``r0:r1`` (covariance path, pass 3)."""
+    xs = _standardise(np.asarray(features[r0:r1]), mean, scale)
+    return (xs.astype(np.float64) - pca_mean) @ vectors
+
+
 def _fit_covariance(
-    features: Any, n_fit: int, k: int, *, memory_bytes: float, show_progress: bool
+    features: Any,
+    n_fit: int,
+    k: int,
+    *,
+    memory_bytes: float,
+    show_progress: bool,
+    runner: Runner,
 ) -> PCAResult:
     n_rows, dim = (int(s) for s in features.shape)
     rows = max(1, int(min(memory_bytes, MAX_BLOCK_BYTES) // (dim * 24)))
-    # pass 1: mean and variance (Chan et al.'s pairwise update, float64)
+    source = _task_source(features, runner)
+    fit_blocks = [(r0, min(n_fit, r0 + rows)) for r0 in range(0, n_fit, rows)]
+    # pass 1: mean and variance (Chan et al.'s pairwise update, float64, in row order)
     count, mean, m2 = 0, np.zeros(dim), np.zeros(dim)
+    moments = runner.map(row_moments_block, [(source, r0, r1) for r0, r1 in fit_blocks])
     with _bar(n_fit, "PCA 1/3: scaler", show_progress, "row") as bar:
-        for r0 in range(0, n_fit, rows):
-            x = np.asarray(features[r0 : min(n_fit, r0 + rows)], dtype=np.float64)
-            bm = x.mean(axis=0)
-            bm2 = ((x - bm) ** 2).sum(axis=0)
-            n_b = x.shape[0]
+        for bm, bm2, n_b in moments:
             delta = bm - mean
             total = count + n_b
             mean = mean + delta * n_b / total
@@ -402,27 +528,38 @@ def _fit_covariance(
             bar.update(n_b)
     var = m2 / n_fit
     scale = _scale_from_var(var)
-    # pass 2: covariance of the scaled features
+    # pass 2: covariance of the scaled features (summed in row order)
     sums = np.zeros(dim)
     cov = np.zeros((dim, dim))
+    shared_mean, shared_scale = runner.share(mean), runner.share(scale)
+    parts = runner.map(
+        row_covariance_block,
+        [(source, r0, r1, shared_mean, shared_scale) for r0, r1 in fit_blocks],
+    )
     with _bar(n_fit, "PCA 2/3: covariance", show_progress, "row") as bar:
-        for r0 in range(0, n_fit, rows):
-            xs = _standardise(np.asarray(features[r0 : min(n_fit, r0 + rows)]), mean, scale)
-            sums += xs.sum(axis=0, dtype=np.float64)
-            x64 = xs.astype(np.float64)
-            cov += x64.T @ x64
-            bar.update(xs.shape[0])
+        for (r0, r1), (block_sums, block_cov) in zip(fit_blocks, parts, strict=True):
+            sums += block_sums
+            cov += block_cov
+            bar.update(r1 - r0)
     pca_mean = sums / n_fit
     scatter = cov - n_fit * np.outer(pca_mean, pca_mean)
     total_var = float(np.trace(scatter)) / (n_fit - 1)
     eigenvalues, vectors = _top_eigen(scatter, k)
     components = np.ascontiguousarray(vectors.T, dtype=np.float32)
     scores = np.zeros((n_rows, k))
+    all_blocks = [(r0, min(n_rows, r0 + rows)) for r0 in range(0, n_rows, rows)]
+    shared_pm, shared_vectors = runner.share(pca_mean), runner.share(vectors)
+    blocks_scores = runner.map(
+        row_scores_block,
+        [
+            (source, r0, r1, shared_mean, shared_scale, shared_pm, shared_vectors)
+            for r0, r1 in all_blocks
+        ],
+    )
     with _bar(n_rows, "PCA 3/3: scores", show_progress, "row") as bar:
-        for r0 in range(0, n_rows, rows):
-            xs = _standardise(np.asarray(features[r0 : min(n_rows, r0 + rows)]), mean, scale)
-            scores[r0 : r0 + xs.shape[0]] = (xs.astype(np.float64) - pca_mean) @ vectors
-            bar.update(xs.shape[0])
+        for (r0, r1), block in zip(all_blocks, blocks_scores, strict=True):
+            scores[r0:r1] = block
+            bar.update(r1 - r0)
     return _finish(
         mean=mean,
         var=var,

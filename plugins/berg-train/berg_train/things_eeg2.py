@@ -41,6 +41,7 @@ __all__ = [
     "WEIGHTS_FORMATS",
     "EEG2TrainConfig",
     "EEG2TrainResult",
+    "fit_channel_chunk",
     "noise_ceiling",
     "pca_seed",
     "pearson_unclipped",
@@ -303,12 +304,37 @@ def _save_npy_atomic(payloads: list[tuple[Path, Any]], force: bool) -> None:
                 np.save(stream, payload, allow_pickle=True)  # a pickled dict, as the reference
 
 
+def fit_channel_chunk(
+    dataset: Any, solver: Any, repetition: int, c0: int, c1: int, target: str | os.PathLike[str]
+) -> tuple[int, int, int]:
+    """Fit channels ``c0:c1`` of training repetition *repetition* (all their times); write
+    ``coef``, ``intercept`` (and ridge's ``alpha``) to the ``.npz`` file *target*.
+
+    One task of the regression step, here or on a cluster's worker.
+
+    Returns
+    -------
+    tuple of int
+        ``(repetition, c0, c1)``.
+    """
+    from berg_train.engine import save_npz_atomic
+
+    fit = solver.fit(dataset.read_train(repetition, c0, c1))
+    arrays = {"coef": fit.coef, "intercept": fit.intercept}
+    if fit.alpha is not None:
+        arrays["alpha"] = fit.alpha
+    save_npz_atomic(Path(target), arrays)
+    return repetition, c0, c1
+
+
 def train_things_eeg2(
     data: str | os.PathLike[str],
     images: str | os.PathLike[str],
     subject: int,
     berg_dir: str | os.PathLike[str],
     config: EEG2TrainConfig | None = None,
+    *,
+    runner: Any = None,
     **options: Any,
 ) -> EEG2TrainResult:
     """Train a THINGS EEG2 model of *subject* and write it under *berg_dir* (reference layout).
@@ -327,6 +353,10 @@ def train_things_eeg2(
         encoding_models_accuracy/accuracy_subject-SS.png}``.
     config : EEG2TrainConfig, optional
         *options* override its fields.
+    runner : berg_train.runner.Runner, optional
+        Where the feature shards, exact-PCA blocks and regression chunks run: this process
+        (default) or a cluster (``berg_distributed.training.DaskRunner``); the files are the
+        same.
 
     Returns
     -------
@@ -348,10 +378,11 @@ def train_things_eeg2(
     from berg_train.datasets.things_eeg2 import ThingsEEG2Data
     from berg_train.eeg2_figure import write_eeg2_figure
     from berg_train.eeg2_transform import eeg2_backbone
-    from berg_train.features import extract_to_h5
+    from berg_train.features import chunk_cols, extract_features
     from berg_train.memory import release_memory
     from berg_train.pca import PCAResult, fit_scaler_pca
     from berg_train.regression import make_solver
+    from berg_train.runner import SerialRunner
 
     known = {f.name for f in fields(EEG2TrainConfig)}
     unknown = sorted(set(options) - known)
@@ -395,7 +426,7 @@ def train_things_eeg2(
     started = time.perf_counter()
     feature_key = _hash(backbone.name, backbone.identity, dataset.identity()["images"], n_train)
     features_path = work / f"features-{feature_key}.h5"
-    extract_to_h5(
+    extract_features(
         backbone,
         dataset.images,
         features_path,
@@ -403,6 +434,7 @@ def train_things_eeg2(
         device=config.device,
         batch_size=config.batch_size,
         show_progress=show,
+        runner=runner,
     )
     timings["features"] = time.perf_counter() - started
     release_memory()
@@ -421,9 +453,10 @@ def train_things_eeg2(
                     n_train,
                     k,
                     memory_bytes=config.memory_gb * 0.5e9,
-                    chunk_cols=int(features.chunks[1]) if features.chunks else 1,
+                    chunk_cols=chunk_cols(features),
                     checkpoint=work / f"pca-{pca_key}.checkpoint.npz",
                     show_progress=show,
+                    runner=runner,
                 )
             exact.save(exact_path)
         # always the saved copy, so that a resumed run writes the same bytes as an unbroken one
@@ -452,36 +485,48 @@ def train_things_eeg2(
     reg_dir.mkdir(exist_ok=True)
     chunk = min(n_channels, _channel_chunk(n_train, n_test * reps, n_times, config.memory_gb))
     starts = list(range(0, n_channels, chunk))
+    todo = [
+        (r, c0, min(n_channels, c0 + chunk))
+        for r in range(N_REPETITIONS)
+        for c0 in starts
+        if not (reg_dir / f"rep-{r + 1}-{c0:02d}-{min(n_channels, c0 + chunk):02d}.npz").is_file()
+    ]
+    run = runner or SerialRunner()
+    shared_dataset = run.share(dataset) if todo else None
+    solvers = {
+        r: run.share(
+            make_solver(
+                method,
+                pcas[r].scores[:n_train],
+                alphas=tuple(config.alphas),
+                cv_folds=config.cv_folds,
+                groups=None,
+                seed=_SEED,
+            )
+        )
+        for r in sorted({r for r, _, _ in todo})
+    }
+    tasks = [
+        (
+            shared_dataset,
+            solvers[r],
+            r,
+            c0,
+            c1,
+            os.fspath(reg_dir / f"rep-{r + 1}-{c0:02d}-{c1:02d}.npz"),
+        )
+        for r, c0, c1 in todo
+    ]
     with tqdm(
         total=N_REPETITIONS * n_channels,
+        initial=N_REPETITIONS * n_channels - sum(c1 - c0 for _, c0, c1 in todo),
         desc=f"Regression ({method})",
         unit="channel",
         disable=not show,
     ) as bar:
-        for r in range(N_REPETITIONS):
-            solver = None
-            for c0 in starts:
-                c1 = min(n_channels, c0 + chunk)
-                target = reg_dir / f"rep-{r + 1}-{c0:02d}-{c1:02d}.npz"
-                if not target.is_file():
-                    if solver is None:
-                        solver = make_solver(
-                            method,
-                            pcas[r].scores[:n_train],
-                            alphas=tuple(config.alphas),
-                            cv_folds=config.cv_folds,
-                            groups=None,
-                            seed=_SEED,
-                        )
-                    fit = solver.fit(dataset.read_train(r, c0, c1))
-                    arrays = {"coef": fit.coef, "intercept": fit.intercept}
-                    if fit.alpha is not None:
-                        arrays["alpha"] = fit.alpha
-                    partial = target.with_name(target.name + ".partial.npz")
-                    np.savez(partial, **arrays)
-                    os.replace(partial, target)
-                bar.update(c1 - c0)
-            del solver
+        for _, c0, c1 in run.map(fit_channel_chunk, tasks, label="regression"):
+            bar.update(c1 - c0)
+    del solvers
     timings["regression"] = time.perf_counter() - started
     release_memory()
 
