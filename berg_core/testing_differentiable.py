@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -38,10 +39,13 @@ __all__ = [
     "LAMBDA",
     "U32",
     "U64",
+    "PathRun",
+    "assert_paths_match",
     "backbone_bound",
     "float32_weights",
     "float64_tolerance",
     "float64_twin",
+    "run_paths",
     "vit_b_32_features64",
     "vit_feature_rounding",
 ]
@@ -226,3 +230,117 @@ def float64_tolerance(float32_bound: np.ndarray) -> np.ndarray:
     as two float64 computations are compared.
     """
     return 2 * (U64 / U32) * np.asarray(float32_bound)
+
+
+@dataclass
+class PathRun:
+    """What :func:`run_paths` computed on one model and one batch of images.
+
+    Attributes
+    ----------
+    encoded : numpy.ndarray
+        ``encode``'s output (float32).
+    got : torch.Tensor
+        The differentiable path's output (float32, with a graph).
+    twin : numpy.ndarray
+        :func:`float64_twin`'s output (float64).
+    grad : torch.Tensor
+        The gradient of ``mean(got ** 2)`` with respect to the pixels.
+    features : numpy.ndarray
+        ``(N, 460800)`` float64 from :func:`vit_b_32_features64` on the same images.
+    columns : dict of str to numpy.ndarray
+        The open model's ``column_indices()`` (which rows a selection kept).
+    """
+
+    encoded: np.ndarray
+    got: Any
+    twin: np.ndarray
+    grad: Any
+    features: np.ndarray
+    columns: dict[str, np.ndarray]
+
+
+def run_paths(
+    berg: Any, model_id: str, *, selection: Any, seed: int, subject: int = 1, n_images: int = 2
+) -> PathRun:
+    """Run ``encode``, the differentiable path and its float64 twin on random 256 x 256 images.
+
+    The images are ``(n_images, 3, 256, 256)`` uint8 from ``default_rng(seed)``; the
+    differentiable path takes them as ``encode`` reads them (float in [0, 1]), with gradients,
+    and ``mean(output ** 2)`` is backpropagated to the pixels. The independent float64 features
+    use the model's own (float32) normalisation constants.
+
+    Parameters
+    ----------
+    berg : BERG
+        Sees the model's plugin and files.
+    model_id : str
+    selection : object
+        Passed to ``get_encoding_model``.
+    seed : int
+        Seed of the random images.
+    subject : int, optional
+    n_images : int, optional
+
+    Returns
+    -------
+    PathRun
+    """
+    import torch
+
+    shape = (n_images, 3, 256, 256)
+    images = np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+    x = torch.from_numpy(images).float() / 255  # what encode reads from the uint8 images
+    with berg.get_encoding_model(
+        model_id, subject=subject, device="cpu", selection=selection
+    ) as model:
+        encoded = berg.encode(model, images, show_progress=False)
+        columns = model.column_indices()
+        pixels = x.clone().requires_grad_(True)
+        (got,) = model.differentiable()(pixels)
+        got.pow(2).mean().backward()
+        (twin,) = float64_twin(model)(x.double())
+        mean, std = model.preprocessor.mean.flatten(), model.preprocessor.std.flatten()
+    features = vit_b_32_features64(x.double(), mean.tolist(), std.tolist())
+    return PathRun(encoded, got, twin.numpy(), pixels.grad, features, columns)
+
+
+def assert_paths_match(
+    run: PathRun, exact: np.ndarray, bound: np.ndarray, shape: tuple[int, ...]
+) -> None:
+    """The checks every family makes on a :class:`PathRun`.
+
+    * the twin is float64, the differentiable path float32;
+    * ``encoded``, ``got`` and ``twin`` have *shape*;
+    * float64: the twin equals *exact* (the independent float64 computation with the weights
+      rounded to float32) within :func:`float64_tolerance` of *bound*;
+    * float32: ``encode`` and the differentiable path lie within *bound* of *exact*;
+    * the gradient is finite and non-zero at more than half the pixels.
+
+    Parameters
+    ----------
+    run : PathRun
+    exact : numpy.ndarray
+        The float64 reference, picked as the model's selection.
+    bound : numpy.ndarray
+        The float32 bound, as *exact*.
+    shape : tuple of int
+        The selected output shape.
+    """
+    import torch
+
+    from berg_core.testing import assert_within
+
+    assert run.twin.dtype == np.float64 and run.got.dtype == torch.float32
+    assert run.got.shape == run.twin.shape == run.encoded.shape == tuple(shape), (
+        run.got.shape,
+        run.twin.shape,
+        run.encoded.shape,
+        shape,
+    )
+    # float64: the same function, to float64 rounding
+    assert_within(run.twin, exact, float64_tolerance(bound))
+    # float32: encode and the differentiable path within the float32 bound of it
+    assert_within(run.encoded, exact, bound)
+    assert_within(run.got.detach().numpy(), exact, bound)
+    assert torch.isfinite(run.grad).all() and (run.grad != 0).float().mean() > 0.5

@@ -16,14 +16,14 @@ import numpy as np
 import pytest
 from berg_things_eeg2.fixture import make_weights, write_model_files
 from berg_things_eeg2.layout import CHANNELS, FOLDERS, REPETITIONS
-from eeg2_reference import assert_within, expected
+from eeg2_reference import expected
 
 from berg_core.testing_differentiable import (
+    assert_paths_match,
     backbone_bound,
     float32_weights,
     float64_tolerance,
-    float64_twin,
-    vit_b_32_features64,
+    run_paths,
 )
 
 torch = pytest.importorskip("torch")
@@ -52,32 +52,15 @@ def _bound(weights: dict, features: np.ndarray, readout: np.ndarray) -> np.ndarr
 def test_differentiable_path_is_encode_in_float64_and_float32(berg):
     weights = make_weights(FOLDERS[VIT], 1, generation="B")
     write_model_files(berg.berg_dir, VIT, 1, weights=weights)
-    images = np.random.default_rng(5).integers(0, 256, (2, 3, 256, 256), dtype=np.uint8)
-    x = torch.from_numpy(images).float() / 255  # what encode reads from the uint8 images
     channels = ["Oz", "Cz", "Fp1", "Oz"]  # order and repeats kept
     mask = np.zeros(140, dtype=int)
     mask[[0, 20, 21, 139]] = 1
-    selection = {"channels": channels, "timepoints": mask}
-    with berg.get_encoding_model(VIT, subject=1, device="cpu", selection=selection) as model:
-        encoded = berg.encode(model, images, show_progress=False)
-        pixels = x.clone().requires_grad_(True)
-        (got,) = model.differentiable()(pixels)
-        got.pow(2).mean().backward()
-        (twin,) = float64_twin(model)(x.double())
-        mean, std = model.preprocessor.mean.flatten(), model.preprocessor.std.flatten()
-    features = vit_b_32_features64(x.double(), mean.tolist(), std.tolist())
+    run = run_paths(berg, VIT, selection={"channels": channels, "timepoints": mask}, seed=5)
     rounded = float32_weights(weights)
-    exact, readout = expected(rounded, features)
+    exact, readout = expected(rounded, run.features)
     keep = np.ix_(range(2), range(4), [CHANNELS.index(c) for c in channels], np.flatnonzero(mask))
-    exact, bound = exact[keep], _bound(rounded, features, readout)[keep]
-    assert twin.dtype == torch.float64 and got.dtype == torch.float32
-    assert got.shape == twin.shape == encoded.shape == (2, 4, 4, 4)
-    # float64: the same function, to float64 rounding ...
-    assert_within(twin.numpy(), exact, float64_tolerance(bound))
-    # ... fine enough to tell the float64 weights from the float32 ones encode uses
-    unrounded, _ = expected(weights, features)
-    assert np.any(np.abs(twin.numpy() - unrounded[keep]) > float64_tolerance(bound))
-    # float32: encode and the differentiable path within the float32 bound of it
-    assert_within(encoded, exact, bound)
-    assert_within(got.detach().numpy(), exact, bound)
-    assert torch.isfinite(pixels.grad).all() and (pixels.grad != 0).float().mean() > 0.5
+    exact, bound = exact[keep], _bound(rounded, run.features, readout)[keep]
+    assert_paths_match(run, exact, bound, (2, 4, 4, 4))
+    # the float64 comparison is fine enough to tell the float64 weights from the float32 ones
+    unrounded, _ = expected(weights, run.features)
+    assert np.any(np.abs(run.twin - unrounded[keep]) > float64_tolerance(bound))

@@ -15,13 +15,13 @@ import pytest
 from berg_things_meg.fixture import SENSOR_NAMES, make_weights, write_model_files
 from berg_things_meg.plugin import MODEL_ID
 
-from berg_core.testing import assert_within, reference_readout
+from berg_core.testing import reference_readout
 from berg_core.testing_differentiable import (
+    assert_paths_match,
     backbone_bound,
     float32_weights,
     float64_tolerance,
-    float64_twin,
-    vit_b_32_features64,
+    run_paths,
 )
 
 torch = pytest.importorskip("torch")
@@ -31,38 +31,21 @@ SHAPE = (271, 281)
 
 def test_differentiable_path_is_encode_in_float64_and_float32(berg, tmp_path):
     write_model_files(berg.berg_dir, 1)
-    images = np.random.default_rng(4).integers(0, 256, (2, 3, 256, 256), dtype=np.uint8)
-    x = torch.from_numpy(images).float() / 255  # what encode reads from the uint8 images
     sensors = np.flatnonzero(np.char.startswith(np.array(SENSOR_NAMES), "MLO"))
     mask = np.zeros(SHAPE[1], dtype=int)
     mask[[0, 7, 150, 280]] = 1
-    selection = {"sensors": ["MLO"], "timepoints": mask}
-    with berg.get_encoding_model(MODEL_ID, subject=1, device="cpu", selection=selection) as model:
-        encoded = berg.encode(model, images, show_progress=False)
-        pixels = x.clone().requires_grad_(True)
-        (got,) = model.differentiable()(pixels)
-        got.pow(2).mean().backward()
-        (twin,) = float64_twin(model)(x.double())
-        mean, std = model.preprocessor.mean.flatten(), model.preprocessor.std.flatten()
-    features = vit_b_32_features64(x.double(), mean.tolist(), std.tolist())
+    run = run_paths(berg, MODEL_ID, selection={"sensors": ["MLO"], "timepoints": mask}, seed=4)
     weights = float32_weights(make_weights(1))
-    exact, readout = reference_readout(weights, features, SHAPE)
+    exact, readout = reference_readout(weights, run.features, SHAPE)
     backbone = backbone_bound(
-        features,
+        run.features,
         weights["scaler_param"]["scale_"],
         weights["pca_param"]["components_"],
         weights["reg_param"]["coef_"],
     ).reshape(-1, *SHAPE)
     keep = np.ix_(range(2), sensors, np.flatnonzero(mask))
     exact, bound = exact[keep], (readout + backbone)[keep]
-    assert twin.dtype == torch.float64 and got.dtype == torch.float32
-    assert got.shape == twin.shape == encoded.shape == (2, len(sensors), 4)
-    # float64: the same function, to float64 rounding
-    assert_within(twin.numpy(), exact, float64_tolerance(bound))
-    # ... and fine enough to tell the float64 weights from the float32 ones encode uses
-    unrounded, _ = reference_readout(make_weights(1), features, SHAPE)
-    assert np.any(np.abs(twin.numpy() - unrounded[keep]) > float64_tolerance(bound))
-    # float32: encode and the differentiable path within the float32 bound of it
-    assert_within(encoded, exact, bound)
-    assert_within(got.detach().numpy(), exact, bound)
-    assert torch.isfinite(pixels.grad).all() and (pixels.grad != 0).float().mean() > 0.5
+    assert_paths_match(run, exact, bound, (2, len(sensors), 4))
+    # the float64 comparison is fine enough to tell the float64 weights from the float32 ones
+    unrounded, _ = reference_readout(make_weights(1), run.features, SHAPE)
+    assert np.any(np.abs(run.twin - unrounded[keep]) > float64_tolerance(bound))

@@ -15,13 +15,12 @@ import pytest
 from berg_things.card import MODEL_ID, WEIGHTS_FILE
 
 from berg_core.safe_npy import load_pickled_npy
-from berg_core.testing import assert_within, reference_readout
+from berg_core.testing import reference_readout
 from berg_core.testing_differentiable import (
+    assert_paths_match,
     backbone_bound,
     float32_weights,
-    float64_tolerance,
-    float64_twin,
-    vit_b_32_features64,
+    run_paths,
 )
 
 torch = pytest.importorskip("torch")
@@ -29,34 +28,19 @@ pytest.importorskip("sklearn")
 
 
 def test_differentiable_path_is_encode_in_float64_and_float32(berg, berg_dir):
-    images = np.random.default_rng(6).integers(0, 256, (2, 3, 256, 256), dtype=np.uint8)
-    x = torch.from_numpy(images).float() / 255  # what encode reads from the uint8 images
-    with berg.get_encoding_model(MODEL_ID, subject=1, device="cpu", selection={"roi": "V1"}) as m:
-        encoded = berg.encode(m, images, show_progress=False)
-        voxels = np.asarray(m.column_indices()["responses"])
-        pixels = x.clone().requires_grad_(True)
-        (got,) = m.differentiable()(pixels)
-        got.pow(2).mean().backward()
-        (twin,) = float64_twin(m)(x.double())
-        mean, std = m.preprocessor.mean.flatten(), m.preprocessor.std.flatten()
-    features = vit_b_32_features64(x.double(), mean.tolist(), std.tolist())
+    run = run_paths(berg, MODEL_ID, selection={"roi": "V1"}, seed=6)
+    voxels = np.asarray(run.columns["responses"])
     stored = load_pickled_npy(berg_dir / WEIGHTS_FILE.format(subject=1))
     weights = float32_weights(stored)
     reg = {key: weights["reg_param"][key] for key in ("coef_", "intercept_", "n_features_in_")}
     reg["coef_"], reg["intercept_"] = reg["coef_"][voxels], reg["intercept_"][voxels]
     selected = {**weights, "reg_param": reg}
-    exact, readout = reference_readout(selected, features, (len(voxels),))
+    exact, readout = reference_readout(selected, run.features, (len(voxels),))
     bound = readout + backbone_bound(
-        features,
+        run.features,
         weights["scaler_param"]["scale_"],
         weights["pca_param"]["components_"],
         reg["coef_"],
     )
-    assert twin.dtype == torch.float64 and got.dtype == torch.float32
-    assert got.shape == twin.shape == encoded.shape == (2, len(voxels)) and len(voxels) > 0
-    # float64: the same function, to float64 rounding
-    assert_within(twin.numpy(), exact, float64_tolerance(bound))
-    # float32: encode and the differentiable path within the float32 bound of it
-    assert_within(encoded, exact, bound)
-    assert_within(got.detach().numpy(), exact, bound)
-    assert torch.isfinite(pixels.grad).all() and (pixels.grad != 0).float().mean() > 0.5
+    assert len(voxels) > 0
+    assert_paths_match(run, exact, bound, (2, len(voxels)))
