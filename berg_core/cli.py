@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from berg_core.errors import BergError, InvalidParameterError, StimulusError, describe_value
+from berg_core.errors import BergError, InvalidParameterError, describe_value
 from berg_core.render import format_card
 
 __all__ = ["UsageError", "format_card", "main"]
@@ -80,7 +80,8 @@ def _parser() -> argparse.ArgumentParser:
         "--stimulus",
         required=True,
         type=_path,
-        help="a folder of images, an image file, or a .npy array (N, 3, H, W)",
+        help="a folder of images, an image file, a .npy array (N, 3, H, W) or (N, H, W, 3), or "
+        "an HDF5 dataset FILE.h5:DATASET (NSD: nsd_stimuli.hdf5:imgBrick), read batch by batch",
     )
     p.add_argument("--roi", nargs="+", help="ROI name(s) for selection['roi']")
     p.add_argument("--selection", help='selection as JSON, e.g. \'{"roi": "V1v"}\'')
@@ -334,25 +335,6 @@ def _selection(text: str) -> dict[str, Any]:
     return selection
 
 
-def _read_npy(path: Path) -> np.ndarray:
-    """The array of a ``.npy`` stimulus file, memory-mapped; never unpickles anything."""
-    try:
-        with path.open("rb") as stream:
-            magic = stream.read(6)
-        size = path.stat().st_size
-        array = None
-        if magic == b"\x93NUMPY":
-            array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, EOFError, OSError) as exc:  # pickles, truncated or unreadable files
-        raise StimulusError(f"--stimulus {path}: not a plain numeric .npy array ({exc})") from None
-    if array is None:
-        raise StimulusError(
-            f"--stimulus {path}: not a .npy file ({size} bytes, without the NumPy header); give "
-            f"an array saved with numpy.save, an image file or a folder"
-        )
-    return array
-
-
 def _cmd_metadata(args: argparse.Namespace) -> int:
     metadata = _berg(args).get_model_metadata(args.model_id, subject=_subject(args.subject))
     if args.out is None:
@@ -420,6 +402,7 @@ def _options(
 def _cmd_encode(args: argparse.Namespace) -> int:
     from berg_core.atomic import check_output_path
     from berg_core.output import write_responses
+    from berg_core.sources import open_source
     from berg_core.stimulus import as_stimulus
 
     selection = _selection(args.selection) if args.selection is not None else {}
@@ -434,12 +417,7 @@ def _cmd_encode(args: argparse.Namespace) -> int:
         raise UsageError("--shard-size is the size of a --cluster task; give --cluster too")
     if args.reference_image is not None and not args.reference_image.is_file():
         raise InvalidParameterError(f"--reference-image {args.reference_image}: no such file")
-    stimulus_path: Path = args.stimulus
-    if stimulus_path.suffix.lower() == ".npy" and stimulus_path.is_file():
-        stimulus: Any = _read_npy(stimulus_path)
-    else:
-        stimulus = stimulus_path
-    stimulus = as_stimulus(stimulus)
+    stimulus = as_stimulus(open_source(args.stimulus, name="--stimulus"))
     berg = _berg(args)
     model = berg.get_encoding_model(
         args.model_id,

@@ -45,6 +45,7 @@ list index of a PIL image, and the reason.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 from collections.abc import Iterator, Sequence
@@ -127,26 +128,32 @@ class Stimulus:
         array: np.ndarray | None = None,
         paths: Sequence[Path] | None = None,
         images: Sequence[Any] | None = None,
+        source: Any = None,
         max_pixels: int = MAX_IMAGE_PIXELS,
     ) -> None:
         self._array = array
         self._paths = list(paths) if paths is not None else None
         self._images = list(images) if images is not None else None
+        self._source = source  # a berg_core.sources.ImageSource, read (and checked) per batch
         self.max_pixels = max_pixels
         if array is not None:
             self.kind = "float" if np.issubdtype(array.dtype, np.floating) else "uint8"
         else:
-            self.kind = "uint8"
+            self.kind = source.pixel_kind if source is not None else "uint8"
         self.sources = [str(p) for p in self._paths] if self._paths is not None else None
 
     def __len__(self) -> int:
         if self._array is not None:
             return int(self._array.shape[0])
+        if self._source is not None:
+            return len(self._source)
         return len(self._paths if self._paths is not None else self._images)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
         if self._array is not None:
             return f"Stimulus({len(self)} images, array {self._array.shape} {self._array.dtype})"
+        if self._source is not None:
+            return f"Stimulus({len(self)} images from {self._source.describe()})"
         origin = "files" if self._paths is not None else "PIL images"
         return f"Stimulus({len(self)} images from {origin})"
 
@@ -173,6 +180,8 @@ class Stimulus:
             dtype = np.uint8 if self.kind == "uint8" else np.float32
             # contiguous and native byte order: torch.from_numpy refuses negative strides
             return np.ascontiguousarray(self._array[start:stop], dtype=dtype)
+        if self._source is not None:
+            return self._source.read(start, stop).batch(0, stop - start)
         if self._paths is not None:
             images = [_read_image(path, self.max_pixels) for path in self._paths[start:stop]]
         else:
@@ -190,12 +199,15 @@ def as_stimulus(stimulus: Any, *, max_pixels: int | None = None) -> Stimulus:
 
     Parameters
     ----------
-    stimulus : numpy.ndarray, str, os.PathLike, sequence of paths, sequence of PIL images, Stimulus
+    stimulus : numpy.ndarray, str, os.PathLike, sequence of paths, sequence of PIL images, \
+Stimulus, ImageSource
         * an array ``(N, 3, H, W)``: any integer dtype with values 0-255 (8-bit intensities), or a
           float dtype with values in [0, 1];
         * a folder: every file with an extension in :data:`IMAGE_EXTENSIONS`, sorted by name;
         * one image file, or a list of image files;
         * one :class:`PIL.Image.Image`, or a list of them.
+        * a :class:`berg_core.sources.ImageSource` (an HDF5 dataset, a ``.npy`` file, ...; see
+          :func:`berg_core.sources.open_source`): read batch by batch, so memory holds one batch.
 
         Image files and PIL images become RGB by the rules in the module docstring.
     max_pixels : int, optional
@@ -217,6 +229,12 @@ def as_stimulus(stimulus: Any, *, max_pixels: int | None = None) -> Stimulus:
     """
     if isinstance(stimulus, Stimulus):
         return stimulus
+    from berg_core.sources import ImageSource  # imported here: berg_core.sources imports this
+
+    if isinstance(stimulus, ImageSource):
+        if max_pixels is not None:
+            stimulus = dataclasses.replace(stimulus, max_pixels=_pixel_limit(max_pixels))
+        return stimulus.stimulus()
     limit = _pixel_limit(max_pixels)
     if isinstance(stimulus, np.ndarray):
         return Stimulus(array=_checked_array(stimulus, limit), max_pixels=limit)
