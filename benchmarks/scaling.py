@@ -134,9 +134,10 @@ def task_bytes(berg_dir: Path, workdir: Path) -> int:
     from berg_distributed.stimuli import stimulus_ref
     from berg_distributed.worker import ShardTask
 
-    task = ShardTask(run="0" * 32, berg_dir=str(berg_dir), model_id=MODEL_ID, subject=1,
-                     selection=None, stimulus=stimulus_ref(workdir / "stimulus.npy"), start=0,
-                     stop=1024, part=str(workdir / "o.h5.parts" / "part-0-1024.h5"))  # fmt: skip
+    task = ShardTask(berg_dir=str(berg_dir), model_id=MODEL_ID, subjects=(1,), runs=("0" * 32,),
+                     parts=(str(workdir / "o.h5.parts" / "part-0-1024.h5"),), selection=None,
+                     stimulus=stimulus_ref(workdir / "stimulus.npy"), start=0,
+                     stop=1024)  # fmt: skip
     return len(pickle.dumps(task))
 
 

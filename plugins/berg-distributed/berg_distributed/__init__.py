@@ -1,14 +1,15 @@
 """berg on a Dask cluster: encode image shards on workers, assemble one HDF5 file.
 
 ``berg encode ... --cluster local[:N] | tcp://host:8786 | slurm[:CONFIG]`` and, in Python,
-:func:`encode`. Importing this package imports no dask; :func:`connect` and :func:`encode` do.
+:func:`encode` (one subject) and :func:`encode_subjects` (several, the backbone once
+per image). Importing this package imports no dask; :func:`connect` and :func:`encode` do.
 See docs/scaling.md.
 """
 
 from __future__ import annotations
 
 from berg_distributed.cluster import ClusterError, connect, parse_cluster
-from berg_distributed.encode import EncodeReport, encode
+from berg_distributed.encode import EncodeReport, encode, encode_subjects
 from berg_distributed.stimuli import StimulusRef, hdf5_stimulus
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "StimulusRef",
     "connect",
     "encode",
+    "encode_subjects",
     "hdf5_stimulus",
     "parse_cluster",
 ]

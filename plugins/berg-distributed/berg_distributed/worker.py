@@ -1,16 +1,28 @@
-"""What runs on a worker: one shard of one (model, subject) into its own part file.
+"""What runs on a worker: one image shard through one model for one or more subjects.
+
+A task is one shard of one model for the subjects whose parts are missing. It reads its images
+once and runs every subject's model over them batch by batch, in lock-step: the first subject's
+model computes a batch's backbone features and stores them in the process's feature cache
+(:mod:`berg_core.torchkit.cache`); every other subject's model finds the same network, the same
+preprocessing and the same pixels there and only applies its readout. The backbone thus runs
+once per image for all subjects of a model, and each subject still gets the numbers of its own
+single-process run (the cache serves the stored bytes, for the same batch composition). Models
+without backbone features (or with the cache disabled, ``BERG_FEATURE_CACHE_BYTES=0``) simply
+compute everything per subject.
 
 Each worker process keeps the models it loaded (:data:`_MODELS`, keyed by model id, subject,
 selection, options, device and ``berg_dir``), so a model is loaded once per worker, not once per
 shard; a worker with several threads encodes with one model one shard at a time (a lock per
 model), so give workers one thread each (``--nthreads 1``) and let torch use the cores.
 
-A part is written whole or not at all (:func:`berg_core.atomic.atomic_outputs`): it exists under
-its final name only when complete, and its attributes name the run and the rows it holds.
+A task's parts (one per subject) are written whole or not at all
+(:func:`berg_core.atomic.atomic_outputs`): they exist under their final names only when
+complete, and their attributes name the run and the rows they hold.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -42,24 +54,30 @@ _EXECUTIONS: list[int] = [0]
 
 @dataclass(frozen=True)
 class ShardTask:
-    """One task: images ``start:stop`` of *stimulus* through one model, into *part*."""
+    """One task: images ``start:stop`` of *stimulus* through one model for *subjects*.
 
-    run: str
+    ``subjects``, ``runs`` and ``parts`` go together: subject ``subjects[i]`` is written into
+    ``parts[i]``, marked as a part of run ``runs[i]`` (each subject is its own run, with its
+    own result file).
+    """
+
     berg_dir: str
     model_id: str
-    subject: int | str | None
+    subjects: tuple[int | str | None, ...]
+    runs: tuple[str, ...]
+    parts: tuple[str, ...]
     selection: dict[str, Any] | None
     options: dict[str, Any] = field(default_factory=dict)
     device: str = "auto"
     stimulus: StimulusRef | None = None
     start: int = 0
     stop: int = 0
-    part: str = ""
     header: bool = False
 
-    def cache_key(self) -> tuple[str, ...]:
+    def cache_key(self, subject: int | str | None) -> tuple[str, ...]:
+        """The key of *subject*'s model in the worker's model cache."""
         plain = json.dumps([self.selection, self.options], sort_keys=True, default=str)
-        return (self.model_id, repr(self.subject), plain, self.device, self.berg_dir)
+        return (self.model_id, repr(subject), plain, self.device, self.berg_dir)
 
 
 def clear_cache() -> int:
@@ -77,9 +95,10 @@ def executions() -> int:
     return _EXECUTIONS[0]
 
 
-def _model(task: ShardTask) -> tuple[Any, threading.Lock, float]:
-    """The worker's model for *task* (loaded on first use), its lock, the seconds loading took."""
-    key = task.cache_key()
+def _model(task: ShardTask, subject: int | str | None) -> tuple[Any, threading.Lock, float]:
+    """The worker's model of *subject* for *task* (loaded on first use), its lock, the seconds
+    loading took."""
+    key = task.cache_key(subject)
     with _LOCK:
         cached = _MODELS.get(key)
         if cached is not None:
@@ -88,7 +107,7 @@ def _model(task: ShardTask) -> tuple[Any, threading.Lock, float]:
 
         began = time.perf_counter()
         model = BERG(task.berg_dir).get_encoding_model(
-            task.model_id, task.subject, task.selection, task.device, **task.options
+            task.model_id, subject, task.selection, task.device, **task.options
         )
         _MODELS[key] = (model, threading.Lock())
         return (*_MODELS[key], time.perf_counter() - began)
@@ -107,51 +126,69 @@ def part_is_done(part: str | Path, run: str, start: int, stop: int) -> bool:
 
 
 def run_shard(task: ShardTask) -> dict[str, Any]:
-    """Encode one shard into its part file.
+    """Encode one shard for every subject of *task*, each into its part file.
 
-    The part holds the response datasets (rows ``start:stop``, layout of
-    :func:`berg_core.output.create_response_datasets`) and, for the part that starts the run
-    (``task.header``), the header of :func:`berg_core.output.write_header`.
+    A part holds the response datasets (rows ``start:stop``, layout of
+    :func:`berg_core.output.create_response_datasets`) and, for the shard that starts the run
+    (``task.header``), the header of :func:`berg_core.output.write_header`. The subjects'
+    encode loops advance one batch at a time together, so that every subject after the first
+    is served the batch's backbone features from the feature cache.
 
     Returns
     -------
     dict
-        ``start``, ``stop``, ``part``, ``load_s`` (model load, 0 when cached), ``read_s``,
-        ``encode_s`` (encode and write), ``batch_size`` and the outputs' ``dims``.
+        ``start``, ``stop``, ``subjects``, ``parts``, ``load_s`` (model loads, 0 when cached),
+        ``read_s``, ``encode_s`` (encode and write, all subjects), ``batch_size`` and the
+        outputs' ``dims`` (of the first subject).
     """
     import h5py
 
     from berg_core.atomic import atomic_outputs
     from berg_core.output import create_response_datasets, write_header
 
-    model, lock, load_s = _model(task)
+    if not (len(task.subjects) == len(task.runs) == len(task.parts) >= 1):
+        raise ValueError("a ShardTask needs one run and one part per subject, and a subject")
+    loaded = [_model(task, subject) for subject in task.subjects]
+    models = [model for model, _, _ in loaded]
+    load_s = sum(seconds for _, _, seconds in loaded)
     assert task.stimulus is not None
     began = time.perf_counter()
     stimulus = task.stimulus.read(task.start, task.stop)
     read_s = time.perf_counter() - began
     began = time.perf_counter()
     n = task.stop - task.start
-    with (
-        lock,
-        atomic_outputs([task.part], force=True) as (tmp,),
-        h5py.File(tmp, "w") as h5,
-    ):
-        datasets = create_response_datasets(h5, model.dims(), model.shapes(), n, model.batch_size)
-        if task.header:
-            write_header(h5, model, None)
-        for start, stop, batch in model.iter_rows(stimulus, show_progress=False):
-            for dataset, values in zip(datasets, batch, strict=True):
-                dataset[start:stop] = values
-        h5.attrs[BATCH_ATTR] = model.batch_size
-        h5.attrs[RUN_ATTR] = json.dumps({"run": task.run, "start": task.start, "stop": task.stop})
+    with contextlib.ExitStack() as stack:
+        # locks in one global order (model cache keys), so that two threads never deadlock
+        for _, lock, _ in sorted(loaded, key=lambda item: id(item[1])):
+            stack.enter_context(lock)
+        tmps = stack.enter_context(atomic_outputs(list(task.parts), force=True))
+        files = [stack.enter_context(h5py.File(tmp, "w")) for tmp in tmps]
+        sinks = []
+        for model, h5 in zip(models, files, strict=True):
+            sinks.append(
+                create_response_datasets(h5, model.dims(), model.shapes(), n, model.batch_size)
+            )
+            if task.header:
+                write_header(h5, model, None)
+        loops = [model.iter_rows(stimulus, show_progress=False) for model in models]
+        for rows in zip(*loops, strict=True):
+            for (start, stop, batch), datasets in zip(rows, sinks, strict=True):
+                for dataset, values in zip(datasets, batch, strict=True):
+                    dataset[start:stop] = values
+        for model, h5, run in zip(models, files, task.runs, strict=True):
+            h5.attrs[BATCH_ATTR] = model.batch_size
+            h5.attrs[RUN_ATTR] = json.dumps({"run": run, "start": task.start, "stop": task.stop})
+        # leaving the stack closes the files, then renames the parts (atomic_outputs), then
+        # releases the locks
     _EXECUTIONS[0] += 1
     return {
         "start": task.start,
         "stop": task.stop,
-        "part": task.part,
+        "subjects": list(task.subjects),
+        "parts": list(task.parts),
         "load_s": load_s,
         "read_s": read_s,
         "encode_s": time.perf_counter() - began,
-        "batch_size": model.batch_size,
-        "dims": {name: list(dims) for name, dims in model.dims().items()},
+        "batch_size": models[0].batch_size,
+        "dims": {name: list(dims) for name, dims in models[0].dims().items()},
     }

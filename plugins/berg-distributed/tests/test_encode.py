@@ -30,6 +30,7 @@ from berg_core.stimulus import as_stimulus
 pytest.importorskip("berg_testplugin")  # installed by scripts/dev-install.sh (CI runs these)
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+import feature_plugin  # noqa: E402
 import slow_plugin  # noqa: E402
 from berg_testplugin.layout import (  # noqa: E402
     LINEAR_ID,
@@ -44,19 +45,20 @@ BATCH = 4
 
 
 class SlowPluginOnWorkers(WorkerPlugin):
-    """Worker plugin: the test-only ``toy-slow-linear`` registered in every worker (restarted
-    ones too), beside the installed test plugin."""
+    """Worker plugin: the test-only ``toy-slow-linear`` and ``toy-feature-readout`` registered in
+    every worker (restarted ones too), beside the installed test plugin."""
 
     name = "berg-test-slow-plugin"
 
     def setup(self, worker: Any) -> None:
         sys.path.insert(0, str(HERE))
+        import feature_plugin
         import slow_plugin
 
         from berg_core import registry
 
         os.environ["BERG_LOAD_PLUGINS"] = "berg-testplugin"
-        registry.reset({"slow": slow_plugin})
+        registry.reset({"slow": slow_plugin, "feature": feature_plugin})
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +73,7 @@ def client() -> Iterator[Any]:
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     with (
-        isolated_registry("berg-testplugin", {"slow": slow_plugin}),
+        isolated_registry("berg-testplugin", {"slow": slow_plugin, "feature": feature_plugin}),
         LocalCluster(
             n_workers=2,
             threads_per_worker=1,
@@ -90,10 +92,12 @@ def images() -> np.ndarray:
     return np.random.default_rng(5).integers(0, 256, (N_IMAGES, 3, 12, 10), dtype=np.uint8)
 
 
-def single(berg_dir: Path, model_id: str, stimulus: Any, out: Path, **kwargs: Any) -> Path:
+def single(
+    berg_dir: Path, model_id: str, stimulus: Any, out: Path, subject: int = 1, **kwargs: Any
+) -> Path:
     """``berg encode --out x.h5`` in this process: the file the distributed run must equal."""
     selection = kwargs.pop("selection", None)
-    model = BERG(berg_dir).get_encoding_model(model_id, 1, selection, "cpu", **kwargs)
+    model = BERG(berg_dir).get_encoding_model(model_id, subject, selection, "cpu", **kwargs)
     with model:
         return encode_to_hdf5(model, as_stimulus(stimulus), out, show_progress=False)
 
@@ -195,6 +199,69 @@ def test_numbers_against_the_weights(berg_dir: Path, client: Any, images, tmp_pa
             # float64 sums of 3 products differ by a few float64 ulps; rounding to float32 then
             # adds at most half a float32 ulp: bound 1 float32 ulp of |exact|
             assert np.all(np.abs(got - exact) <= np.spacing(np.abs(exact).astype(np.float32)))
+
+
+def cache_counts() -> tuple[int, int]:
+    """This process's feature cache: (hits, misses)."""
+    from berg_core.torchkit.cache import feature_cache
+
+    return feature_cache().hits, feature_cache().misses
+
+
+def test_subjects_share_one_backbone_pass(berg_dir, client, images, tmp_path: Path) -> None:
+    subjects = [1, 2, 3]
+    expected = {s: single(berg_dir, feature_plugin.FEATURE_ID, images, tmp_path / f"s{s}.h5", s,
+                          batch_size=BATCH) for s in subjects}  # fmt: skip
+    before = client.run(cache_counts)
+    reports = bd.encode_subjects(
+        berg_dir, feature_plugin.FEATURE_ID, subjects, images, out=tmp_path / "d{subject}.h5",
+        client=client, shard_size=SHARD, show_progress=False, device="cpu", batch_size=BATCH,
+        keep_parts=True,
+    )  # fmt: skip
+    after = client.run(cache_counts)
+    for s in subjects:
+        assert reports[s].out == tmp_path / f"d{s}.h5"
+        assert (reports[s].shards, reports[s].computed, reports[s].skipped) == (5, 5, 0)
+        assert_same_file(expected[s], tmp_path / f"d{s}.h5")
+    # one task per shard for the 3 subjects, each task reading its images once
+    tasks = reports[1].tasks
+    assert [(t["start"], t["subjects"]) for t in tasks] == [(i, subjects) for i in range(0, 36, 8)]
+    # the backbone ran once per batch (9 of 4 images): misses; the 2 other subjects were served
+    hits = sum(after[w][0] - before.get(w, (0, 0))[0] for w in after)
+    misses = sum(after[w][1] - before.get(w, (0, 0))[1] for w in after)
+    assert (misses, hits) == (9, 2 * 9)
+    # a restart where subject 2 lost one part: one task, for subject 2 only
+    for s in subjects:
+        (tmp_path / f"d{s}.h5").unlink()
+    lost = sorted(parts_folder(tmp_path / "d2.h5").glob("part-*.h5"))[3]
+    lost.unlink()
+    again = bd.encode_subjects(
+        berg_dir, feature_plugin.FEATURE_ID, subjects, images, out=tmp_path / "d{subject}.h5",
+        client=client, shard_size=SHARD, show_progress=False, device="cpu", batch_size=BATCH,
+    )  # fmt: skip
+    assert [(t["start"], t["subjects"]) for t in again[2].tasks] == [(24, [2])]
+    assert (again[1].computed, again[2].computed, again[3].computed) == (0, 1, 0)
+    for s in subjects:
+        assert_same_file(expected[s], tmp_path / f"d{s}.h5")
+
+
+def test_bad_subjects_and_outs_are_named(berg_dir, client, images, tmp_path: Path) -> None:
+    def run(subjects: Any, out: Any) -> Any:
+        return bd.encode_subjects(berg_dir, LINEAR_ID, subjects, images, out=out, client=client)
+
+    with pytest.raises(InvalidParameterError, match=r"a path containing \{subject\}.*got"):
+        run([1, 2], tmp_path / "one.h5")
+    with pytest.raises(InvalidParameterError, match=r"each once, got \[1, 1\]"):
+        run([1, 1], tmp_path / "r{subject}.h5")
+    with pytest.raises(InvalidParameterError, match=r"subjects must be a list .*got 1"):
+        run(1, tmp_path / "r{subject}.h5")
+    with pytest.raises(InvalidParameterError, match=r"map every subject of \[1, 2\]"):
+        run([1, 2], {1: tmp_path / "a.h5"})
+    with pytest.raises(InvalidParameterError, match="the same file for two subjects"):
+        run([1, 2], {1: tmp_path / "a.h5", 2: tmp_path / "a.h5"})
+    with pytest.raises(InvalidParameterError, match=r"subject"):
+        run([1, 9], tmp_path / "r{subject}.h5")  # no subject 9: the card says so
+    assert not list(tmp_path.glob("r*.h5"))
 
 
 def test_virtual_assembly_reads_the_same(berg_dir, client, images, tmp_path: Path) -> None:
