@@ -544,6 +544,11 @@ def _hdf5_layout(path: str, dataset: str | None, name: str) -> tuple[tuple[int, 
     """The shape and dtype of *dataset* in *path*; named errors for everything else."""
     where = Path(path)
     if not where.is_file():
+        if not dataset:
+            raise InvalidParameterError(
+                f"{name} {path} is an HDF5 file: name its images dataset with dataset= or as "
+                f"'file.h5:NAME' (NSD: imgBrick); and there is no such file"
+            )
         raise StimulusError(f"{name} {path}: no such file")
     with where.open("rb") as handle:
         signature = handle.read(len(_HDF5_SIGNATURE))

@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from berg_core import InvalidParameterError
     from berg_insilico.cli_common import images_from
     from berg_insilico.figures import histogram, image_grid
-    from berg_insilico.images import open_images
+    from berg_insilico.images import images_at, open_images
     from berg_insilico.relational import control
     from berg_insilico.tables import write_csv
 
@@ -100,6 +100,6 @@ def run(args: argparse.Namespace) -> int:
                 f"#{i}: " + " ".join(f"{a}={v:.2f}" for a, v in zip(result.areas, s, strict=True))
                 for i, s in zip(idx, scores, strict=False)
             ]
-            image_grid(images.get(idx), labels, out / f"grid_{name}.png", name)
+            image_grid(images_at(images, idx), labels, out / f"grid_{name}.png", name)
     print(f"wrote {out}")
     return 0

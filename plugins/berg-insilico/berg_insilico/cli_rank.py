@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from berg_core import BERG
     from berg_insilico.cli_common import areas_from, images_from
     from berg_insilico.figures import image_grid
-    from berg_insilico.images import open_images
+    from berg_insilico.images import images_at, open_images
     from berg_insilico.ranking import rank
     from berg_insilico.tables import write_csv
 
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
                 idx = top.indices[:, 0]
                 labels = [f"#{i}: {v:.3g}" for i, v in zip(idx, top.values[:, 0], strict=False)]
                 image_grid(
-                    images.get(idx),
+                    images_at(images, idx),
                     labels,
                     out / f"{which}_{area}_subject-{subject}.png",
                     f"{area}, subject {subject}: {which} {len(idx)}",

@@ -331,7 +331,7 @@ def rank(
                 column_stats=RunningStats(size) if per_column else None,
             )
         fingerprint = _fingerprint(
-            areas, subjects, k, per_column, store_scores, block_size, collection.size
+            areas, subjects, k, per_column, store_scores, block_size, collection.n
         )
         path = Path(checkpoint) if checkpoint is not None else None
         done = 0

@@ -82,7 +82,7 @@ def stream(
     """Yield ``(first_index, [responses of each encoder])`` for every block from *start*."""
     from tqdm.auto import tqdm
 
-    total = images.size
+    total = images.n
     with tqdm(
         total=total, initial=start, unit="img", desc="in-silico", disable=not show_progress
     ) as bar:

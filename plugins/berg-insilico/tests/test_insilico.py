@@ -274,7 +274,7 @@ def test_bad_rank_inputs(berg, planted, tmp_path):
         result.scores("C", 1)
     collection = bi.images.open_images(iter(images))
     with pytest.raises(InvalidParameterError, match="one-pass iterable cannot be read again"):
-        collection.get([0])
+        collection.take([0])
 
 
 def test_cli_rank_control_rsa_write_tables_figures_and_hdf5(tmp_path, planted):
