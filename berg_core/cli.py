@@ -121,6 +121,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--shard-size", type=_positive_int, help="with --cluster: images per task (default 256)"
     )
+    p.add_argument(
+        "--assemble",
+        choices=("copy", "virtual"),
+        help="with --cluster: copy the parts into one self-contained file (default), or map them "
+        "with HDF5 virtual datasets (no copy; the file reads as NaN if moved without its "
+        "OUT.parts folder)",
+    )
 
     p = sub.add_parser(
         "fetch",
@@ -415,6 +422,8 @@ def _cmd_encode(args: argparse.Namespace) -> int:
         return _encode_on_cluster(args, selection)
     if args.shard_size is not None:
         raise UsageError("--shard-size is the size of a --cluster task; give --cluster too")
+    if args.assemble is not None:
+        raise UsageError("--assemble builds a --cluster run's file; give --cluster too")
     if args.reference_image is not None and not args.reference_image.is_file():
         raise InvalidParameterError(f"--reference-image {args.reference_image}: no such file")
     stimulus = as_stimulus(open_source(args.stimulus, name="--stimulus"))

@@ -28,7 +28,7 @@ def encode_command(
         The scheduler did not answer in time.
     """
     from berg_distributed.cluster import connect, parse_cluster
-    from berg_distributed.encode import DEFAULT_SHARD_SIZE, encode
+    from berg_distributed.encode import DEFAULT_SHARD_SIZE, encode, parts_folder
 
     spec = parse_cluster(args.cluster)
     if args.reference_image is not None:
@@ -49,10 +49,16 @@ def encode_command(
             shard_size=shard_size,
             force=args.force,
             show_progress=not args.quiet,
+            assemble=args.assemble or "copy",
             **options,
         )
     print(
         f"wrote {report.out}: {report.shards} shards of <= {shard_size} images "
         f"({report.computed} encoded, {report.skipped} already done) on {args.cluster}"
     )
+    if args.assemble == "virtual":
+        print(
+            f"{report.out} maps the parts in {parts_folder(report.out)}: move or copy the two "
+            "together (without the folder the responses read as NaN)"
+        )
     return 0

@@ -74,6 +74,13 @@ def test_shard_size_needs_a_cluster(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "--shard-size is the size of a --cluster task; give --cluster too" in (
         capsys.readouterr().err
     )
+    assert main([*argv[:-2], "--assemble", "virtual"]) == 2
+    assert "--assemble builds a --cluster run's file; give --cluster too" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:  # argparse's own refusal, before anything runs
+        main([*argv[:-2], "--assemble", "zarr", "--cluster", "local"])
+    assert exit_.value.code == 2
+    assert "--assemble: invalid choice: 'zarr' (choose from" in capsys.readouterr().err
+    assert not (tmp_path / "r.h5").exists()
 
 
 def test_cli_without_berg_distributed(
@@ -168,3 +175,36 @@ def test_slurm_refuses_unknown_arguments(tmp_path: Path) -> None:
     config.write_text("cores: 2\nmemory: 4GB\nflux_capacitor: 1\n")
     with pytest.raises(InvalidParameterError, match="SLURMCluster refused the config"):
         slurm_cluster(config)
+
+
+def test_training_without_berg_train(monkeypatch: pytest.MonkeyPatch) -> None:
+    from berg_distributed import training
+
+    real = importlib.util.find_spec
+
+    def find_spec(name: str, *args: object) -> object:
+        return None if name == "berg_train" else real(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    with pytest.raises(training.MissingTrainError) as info:
+        training.train_nsd("nsd", 1, "berg_dir", client=None)
+    assert str(info.value) == (
+        'train_nsd needs berg-train, which is not installed: pip install "berg-distributed[train]"'
+        " (or pip install berg-train)"
+    )
+    assert isinstance(info.value, ImportError)
+
+
+def test_berg_train_cluster_without_berg_distributed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+    import sys
+
+    cli = pytest.importorskip("berg_train.cli")  # dev-install.sh installs it: CI runs this
+    monkeypatch.setitem(sys.modules, "berg_distributed.training", None)  # import -> ImportError
+    args = argparse.Namespace(cluster="local:2", quiet=True)
+    with pytest.raises(InvalidParameterError) as info, cli._runner(args):
+        pass
+    assert str(info.value) == (
+        "--cluster local:2: distributed training needs berg-distributed (pip install "
+        "berg-distributed)"
+    )

@@ -375,3 +375,11 @@ def test_cli_encode_on_the_cluster(berg_dir, client, images, tmp_path, capsys) -
     assert main(argv) == 0
     assert "5 shards of <= 8 images (5 encoded, 0 already done)" in capsys.readouterr().out
     assert_same_file(expected, tmp_path / "c.h5")
+    # --assemble virtual: the same numbers, mapped from the parts, which stay beside the file
+    virtual = [*argv[:-10], str(tmp_path / "v.h5"), *argv[-9:], "--assemble", "virtual"]
+    assert main(virtual) == 0
+    said = capsys.readouterr().out
+    assert f"maps the parts in {tmp_path / 'v.h5.parts'}: move or copy the two together" in said
+    with h5py.File(expected) as a, h5py.File(tmp_path / "v.h5") as b:
+        assert b["lh"].is_virtual and np.array_equal(a["lh"][()], b["lh"][()])
+    assert len(list(parts_folder(tmp_path / "v.h5").glob("part-*.h5"))) == 5
