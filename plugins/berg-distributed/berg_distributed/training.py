@@ -17,7 +17,27 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DaskRunner", "train_nsd", "train_things", "train_things_eeg2"]
+from berg_core.errors import BergError
+
+__all__ = ["DaskRunner", "MissingTrainError", "train_nsd", "train_things", "train_things_eeg2"]
+
+#: How to get berg-train with this package (the ``train`` extra of its pyproject.toml).
+TRAIN_INSTALL = 'pip install "berg-distributed[train]"'
+
+
+class MissingTrainError(BergError, ImportError):
+    """Distributed training was asked for, but berg-train is not installed."""
+
+
+def _require_train(what: str) -> None:
+    """Raise :class:`MissingTrainError` naming *what* when berg-train cannot be imported."""
+    import importlib.util
+
+    if importlib.util.find_spec("berg_train") is None:
+        raise MissingTrainError(
+            f"{what} needs berg-train, which is not installed: {TRAIN_INSTALL} "
+            "(or pip install berg-train)"
+        )
 
 
 class DaskRunner:
@@ -112,6 +132,7 @@ def train_nsd(
     """``berg train nsd`` on a Dask cluster: :func:`berg_train.train` of an
     :class:`~berg_train.NSDDataset` with a :class:`DaskRunner`. The NSD folder and *berg_dir*
     must be visible to every worker at the same paths."""
+    _require_train("train_nsd")
     from berg_train import NSDDataset, train
 
     dataset = NSDDataset(Path(nsd_root), subject, **dataset_options)
@@ -129,6 +150,7 @@ def train_things(
     **dataset_options: Any,
 ) -> Any:
     """``berg train things`` on a Dask cluster (as :func:`train_nsd`, THINGS-fMRI1)."""
+    _require_train("train_things")
     from berg_train import ThingsDataset, train
 
     dataset = ThingsDataset(Path(root), subject, **dataset_options)
@@ -148,6 +170,7 @@ def train_things_eeg2(
 ) -> Any:
     """``berg train things-eeg2`` on a Dask cluster: :func:`berg_train.things_eeg2.
     train_things_eeg2` with a :class:`DaskRunner` (*options*: its config fields)."""
+    _require_train("train_things_eeg2")
     from berg_train.things_eeg2 import train_things_eeg2 as train
 
     return train(data, images, subject, berg_dir, config, runner=_runner(client, window), **options)
