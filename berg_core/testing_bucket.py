@@ -12,6 +12,8 @@ unknown keys. It records every request, so a test can assert what was downloaded
         paths = berg.fetch(model_id, subject=1, base_url=bucket.url, show_progress=False)
         assert bucket.downloaded() == sorted(spec.path.format(subject=1) for spec in card.files)
 
+:func:`assert_fetches_exactly` makes the checks every family's fetch test makes.
+
 (``tests/test_fetch.py`` tests the client itself against a server that also misbehaves.)
 """
 
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,7 +29,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["Bucket", "serve_bucket"]
+__all__ = ["Bucket", "assert_fetches_exactly", "serve_bucket"]
 
 
 @dataclass
@@ -114,3 +116,44 @@ def serve_bucket(source: str | Path, pattern: str = "*.npy") -> Iterator[Bucket]
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+def assert_fetches_exactly(
+    berg: Any, model_id: str, subject: Any, bucket: Bucket, keys: Iterable[str]
+) -> list[Path]:
+    """``berg.fetch`` of *model_id*'s *subject* from *bucket* reads exactly *keys*, once.
+
+    Checks that the fetch downloads the objects *keys* and no other, returns their local paths
+    (the keys under ``berg.berg_dir``), leaves no other ``.npy`` file there, writes every
+    object's bytes unchanged, and that a second fetch returns the same paths and downloads
+    nothing (the files are present and complete).
+
+    Parameters
+    ----------
+    berg : BERG
+        Sees the model's plugin; its ``berg_dir`` holds no ``.npy`` file yet.
+    model_id : str
+    subject : int or str
+    bucket : Bucket
+        The running :func:`serve_bucket`.
+    keys : iterable of str
+        The object keys the fetch must read (the reference's, written out by the test).
+
+    Returns
+    -------
+    list of Path
+        What the first fetch returned.
+    """
+    wanted = sorted(keys)
+    root = Path(berg.berg_dir)
+    paths = berg.fetch(model_id, subject=subject, base_url=bucket.url, show_progress=False)
+    assert bucket.downloaded() == wanted, (bucket.downloaded(), wanted)
+    assert sorted(Path(p).relative_to(root).as_posix() for p in paths) == wanted
+    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*.npy")) == wanted
+    for key in wanted:
+        assert (root / key).read_bytes() == bucket.objects[key], key
+    count = len(bucket.requests)
+    again = berg.fetch(model_id, subject=subject, base_url=bucket.url, show_progress=False)
+    assert sorted(again) == sorted(paths)
+    assert bucket.downloaded(since=count) == []  # present and complete: nothing re-read
+    return paths

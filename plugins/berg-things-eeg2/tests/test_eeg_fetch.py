@@ -11,7 +11,7 @@ from berg_things_eeg2.fixture import write_model_files
 from berg_things_eeg2.layout import FOLDERS, metadata_file, weights_file
 from berg_things_eeg2.plugin import CARDS
 
-from berg_core.testing_bucket import Bucket, serve_bucket
+from berg_core.testing_bucket import Bucket, assert_fetches_exactly, serve_bucket
 
 UNTRAINED = list(FOLDERS)[2]
 
@@ -28,24 +28,14 @@ def bucket(tmp_path: Path) -> Iterator[Bucket]:
 
 
 def test_fetch_downloads_exactly_the_cards_files_and_the_model_loads(berg, bucket, images):
-    paths = berg.fetch(UNTRAINED, subject=1, base_url=bucket.url, show_progress=False)
     folder = FOLDERS[UNTRAINED]
     wanted = [weights_file(folder).format(subject=1), metadata_file(folder).format(subject=1)]
     assert wanted == [spec.path.format(subject=1) for spec in CARDS[UNTRAINED].files]
-    assert sorted(p.relative_to(berg.berg_dir).as_posix() for p in paths) == sorted(wanted)
-    on_disk = sorted(p.relative_to(berg.berg_dir).as_posix() for p in berg.berg_dir.rglob("*"))
-    assert [p for p in on_disk if p.endswith(".npy")] == sorted(wanted)
-    for key in wanted:
-        assert (berg.berg_dir / key).read_bytes() == bucket.objects[key]
-    assert bucket.downloaded() == sorted(wanted)
+    assert_fetches_exactly(berg, UNTRAINED, 1, bucket, wanted)
     with berg.get_encoding_model(UNTRAINED, subject=1, device="cpu") as model:
         responses = berg.encode(model, images[:1], show_progress=False)
     assert responses.shape == (1, 4, 63, 140) and responses.dtype == np.float32
     assert np.isfinite(responses).all()
-    count = len(bucket.requests)
-    again = berg.fetch(UNTRAINED, subject=1, base_url=bucket.url, show_progress=False)
-    assert sorted(again) == sorted(paths)
-    assert bucket.downloaded(since=count) == []  # nothing re-downloaded
 
 
 def test_fetch_of_a_subject_the_bucket_lacks_names_the_file(berg, bucket):

@@ -14,7 +14,7 @@ from berg_things_meg.fixture import write_model_files
 from berg_things_meg.plugin import CARD, MODEL_ID
 
 from berg_core import BergError
-from berg_core.testing_bucket import serve_bucket
+from berg_core.testing_bucket import assert_fetches_exactly, serve_bucket
 
 FOLDER = "encoding_models/modality-meg/train_dataset-things_meg_1/model-vit_b_32"
 
@@ -41,21 +41,8 @@ def source(tmp_path: Path) -> Path:
 def test_fetch_downloads_exactly_the_reference_objects_and_the_model_loads(berg, source, images):
     assert sorted(spec.path.format(subject=1) for spec in CARD.files) == reference_keys(1)
     with serve_bucket(source) as bucket:
-        assert len(bucket.objects) == 4
-        paths = berg.fetch(MODEL_ID, subject=1, base_url=bucket.url, show_progress=False)
-        assert bucket.downloaded() == reference_keys(1)  # subject 2's files stay in the bucket
-        local = sorted(p.relative_to(berg.berg_dir).as_posix() for p in paths)
-        assert local == reference_keys(1)
-        on_disk = sorted(
-            p.relative_to(berg.berg_dir).as_posix() for p in berg.berg_dir.rglob("*.npy")
-        )
-        assert on_disk == reference_keys(1)  # no other model file
-        for key in local:
-            assert (berg.berg_dir / key).read_bytes() == bucket.objects[key]
-        count = len(bucket.requests)
-        again = berg.fetch(MODEL_ID, subject=1, base_url=bucket.url, show_progress=False)
-        assert sorted(again) == sorted(paths)
-        assert bucket.downloaded(since=count) == []  # present and complete: nothing re-read
+        assert len(bucket.objects) == 4  # subject 2's files stay in the bucket
+        assert_fetches_exactly(berg, MODEL_ID, 1, bucket, reference_keys(1))
     with berg.get_encoding_model(MODEL_ID, subject=1, device="cpu") as model:
         responses = berg.encode(model, images[:1], show_progress=False)
     assert responses.shape == (1, 271, 281) and responses.dtype == np.float32

@@ -17,7 +17,7 @@ from berg_tvsd.fixture import write_model_files
 from berg_tvsd.plugin import CARD, MODEL_ID
 
 from berg_core import BergError
-from berg_core.testing_bucket import serve_bucket
+from berg_core.testing_bucket import assert_fetches_exactly, serve_bucket
 
 FOLDER = "encoding_models/modality-utah_array/train_dataset-tvsd/model-vit_b_32"
 
@@ -44,21 +44,8 @@ def source(tmp_path: Path) -> Path:
 def test_fetch_downloads_exactly_the_reference_objects_and_the_model_loads(berg, source, images):
     assert sorted(spec.path.format(subject="F") for spec in CARD.files) == reference_keys("F")
     with serve_bucket(source) as bucket:
-        assert len(bucket.objects) == 4
-        paths = berg.fetch(MODEL_ID, subject="F", base_url=bucket.url, show_progress=False)
-        assert bucket.downloaded() == reference_keys("F")  # monkey N's files stay in the bucket
-        local = sorted(p.relative_to(berg.berg_dir).as_posix() for p in paths)
-        assert local == reference_keys("F")
-        on_disk = sorted(
-            p.relative_to(berg.berg_dir).as_posix() for p in berg.berg_dir.rglob("*.npy")
-        )
-        assert on_disk == reference_keys("F")  # no other model file
-        for key in local:
-            assert (berg.berg_dir / key).read_bytes() == bucket.objects[key]
-        count = len(bucket.requests)
-        again = berg.fetch(MODEL_ID, subject="F", base_url=bucket.url, show_progress=False)
-        assert sorted(again) == sorted(paths)
-        assert bucket.downloaded(since=count) == []  # present and complete: nothing re-read
+        assert len(bucket.objects) == 4  # monkey N's files stay in the bucket
+        assert_fetches_exactly(berg, MODEL_ID, "F", bucket, reference_keys("F"))
     with berg.get_encoding_model(MODEL_ID, subject="F", device="cpu") as model:
         responses = berg.encode(model, images[:1], show_progress=False)
     assert responses.shape == (1, 1024, 300) and responses.dtype == np.float32
