@@ -40,8 +40,8 @@ from harness import (
     compare_pipelines,
     current_rss_mb,
     peak_rss_mb,
-    print_result,
     report,
+    run_child,
     synthetic_readout,
     synthetic_regression,
 )
@@ -198,19 +198,13 @@ def _report(workdir: Path, name: str, lh: np.ndarray, rh: np.ndarray, **timings:
 
 # -- driver -----------------------------------------------------------------------------------
 def _child(args: argparse.Namespace) -> int:
-    # Both pipelines need torch and torchvision: import them before any clock or baseline.
-    import torch
-    import torchvision  # noqa: F401
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    # Both pipelines need torch and torchvision: run_child imports them before any clock.
     if args.run == "naive":
-        result = run_naive(args.workdir, args.device)
-    else:
-        result = run_berg(args.workdir, args.device, args.batch_size, args.run == "berg-hdf5")
-    result["torch_threads"] = torch.get_num_threads()
-    print_result(result)
-    return 0
+        return run_child(lambda: run_naive(args.workdir, args.device), args.threads)
+    hdf5 = args.run == "berg-hdf5"
+    return run_child(
+        lambda: run_berg(args.workdir, args.device, args.batch_size, hdf5), args.threads
+    )
 
 
 def _child_args(args: argparse.Namespace) -> list[str]:

@@ -32,8 +32,8 @@ from harness import (
     compare_pipelines,
     current_rss_mb,
     peak_rss_mb,
-    print_result,
     report,
+    run_child,
     synthetic_readout,
     synthetic_regression,
 )
@@ -178,16 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.run:
         os.environ["TORCH_HOME"] = str(args.workdir / "torch_home")
-        import torch
-        import torchvision  # noqa: F401  (imported before any clock or baseline)
-
         if args.run == "naive":
-            result = run_naive(args.workdir, args.device)
-        else:
-            result = run_berg(args.workdir, args.device, args.run == "berg-hdf5")
-        result["torch_threads"] = torch.get_num_threads()
-        print_result(result)
-        return 0
+            return run_child(lambda: run_naive(args.workdir, args.device))
+        return run_child(lambda: run_berg(args.workdir, args.device, args.run == "berg-hdf5"))
 
     with tempfile.TemporaryDirectory(prefix="berg-bench-things-") as tmp:
         workdir = args.workdir or Path(tmp)

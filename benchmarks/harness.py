@@ -8,12 +8,13 @@ their ratios against the baseline pipeline, and checks that the pipelines agree.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import resource
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,18 @@ def current_rss_mb() -> float:
         return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
     except OSError:
         return peak_rss_mb()
+
+
+def status_mb(field: str) -> float:
+    """A field of ``/proc/self/status`` in MiB (``VmHWM``, ``RssAnon`` ...); NaN off Linux."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(f"{field}:"):
+                    return int(line.split()[1]) / 2**10
+    except OSError:
+        pass
+    return float("nan")
 
 
 def synthetic_readout(
@@ -123,6 +136,28 @@ def spawn(script: str, child_args: list[str]) -> dict[str, Any]:
 def print_result(result: Mapping[str, Any]) -> None:
     """Emit a child's result for :func:`spawn`."""
     print("RESULT " + json.dumps(dict(result)))
+
+
+def run_child(
+    pipeline: Callable[[], dict[str, Any]],
+    threads: int | None = None,
+    preload: tuple[str, ...] = ("torch", "torchvision"),
+) -> int:
+    """Run one pipeline in this child process and print its result for :func:`spawn`.
+
+    *preload* is imported first, before any clock or memory baseline the pipeline takes; torch
+    runs on *threads* threads if given, and the result records how many it used.
+    """
+    for name in preload:
+        importlib.import_module(name)
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    result = pipeline()
+    result["torch_threads"] = torch.get_num_threads()
+    print_result(result)
+    return 0
 
 
 def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -40,11 +40,12 @@ import os
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from encode_nsd import MODEL_ID
-from harness import compare_pipelines, current_rss_mb, print_result, report
+from harness import compare_pipelines, current_rss_mb, report, run_child
 from many_subjects import write_data as write_subjects
 
 SUBJECTS = tuple(range(1, 9))
@@ -128,18 +129,12 @@ def _report(workdir, name, scores, top, baseline, start, done) -> dict:
 
 # -- driver -----------------------------------------------------------------------------------
 def _child(args: argparse.Namespace) -> int:
-    import torch
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
     kind, n_subjects = args.run.split("-")
     if kind == "lean":  # before berg's feature cache is first used
         os.environ["BERG_FEATURE_CACHE_BYTES"] = str(LEAN_CACHE_BYTES)
     runner = run_hand if kind == "hand" else run_rank
-    result = runner(args.workdir, int(n_subjects), args.device)
-    result["torch_threads"] = torch.get_num_threads()
-    print_result(result)
-    return 0
+    pipeline = partial(runner, args.workdir, int(n_subjects), args.device)
+    return run_child(pipeline, args.threads, preload=("torch",))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,7 +43,6 @@ import importlib.util
 import json
 import os
 import pickle
-import resource
 import statistics
 import subprocess
 import sys
@@ -53,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from harness import current_rss_mb, peak_rss_mb, status_mb
 
 N_VERTICES = 163_842
 FEATURE_DIM = 205_672
@@ -154,28 +154,6 @@ def write_weights(path: Path, seed: int = 0) -> int:
 # -- one run (in its own subprocess) -----------------------------------------------------------
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def _peak_rss_mb() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
-
-
-def _status_mb(field: str) -> float:
-    """A field of ``/proc/self/status`` in MB (``VmHWM``, ``RssAnon`` ...); NaN off Linux."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith(f"{field}:"):
-                    return int(line.split()[1]) / 2**10
-    except OSError:
-        pass
-    return float("nan")
-
-
 def _evict(path: Path) -> None:
     """Drop *path*'s pages from the page cache (clean pages; no privileges needed)."""
     descriptor = os.open(path, os.O_RDONLY)
@@ -218,7 +196,7 @@ def _child(run: str, path: Path, cold: bool) -> dict[str, float]:
         from berg_core.torchkit.readout import LinearReadout
     if cold:
         _evict(path)
-    before = _rss_mb()
+    before = current_rss_mb()
     start = time.perf_counter()
     if run == "numpy":
         weights = np.load(path, allow_pickle=True).item()
@@ -234,9 +212,9 @@ def _child(run: str, path: Path, cold: bool) -> dict[str, float]:
         "load_s": loaded - start,
         "select_s": selected - loaded,
         "rss_before_mb": before,
-        "peak_rss_mb": _peak_rss_mb(),
-        "hwm_mb": _status_mb("VmHWM"),
-        "anon_mb": _status_mb("RssAnon"),
+        "peak_rss_mb": peak_rss_mb(),
+        "hwm_mb": status_mb("VmHWM"),
+        "anon_mb": status_mb("RssAnon"),
         "cached_mb": _cached_mb(path) if cold else float("nan"),
     }
     if run == "new+readout":
@@ -248,9 +226,9 @@ def _child(run: str, path: Path, cold: bool) -> dict[str, float]:
         )
         del weights
         result["readout_s"] = time.perf_counter() - selected
-        result["peak_rss_mb"] = _peak_rss_mb()
-        result["hwm_mb"] = _status_mb("VmHWM")
-        result["anon_mb"] = _status_mb("RssAnon")
+        result["peak_rss_mb"] = peak_rss_mb()
+        result["hwm_mb"] = status_mb("VmHWM")
+        result["anon_mb"] = status_mb("RssAnon")
         assert readout.output_sizes() == (N_ROWS, N_ROWS)
     return result
 

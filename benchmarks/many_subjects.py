@@ -40,8 +40,8 @@ from encode_nsd import FEATURE_DIM, FOLDER, MODEL_ID, N_VERTICES, NODES
 from harness import (
     compare_pipelines,
     current_rss_mb,
-    print_result,
     report,
+    run_child,
     synthetic_readout,
     synthetic_regression,
 )
@@ -178,18 +178,9 @@ def _report(workdir: Path, name: str, results: dict, baseline: float, start: flo
 
 # -- driver -----------------------------------------------------------------------------------
 def _child(args: argparse.Namespace) -> int:
-    import torch
-    import torchvision  # noqa: F401
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
     if args.run == "naive":
-        result = run_naive(args.workdir, args.device)
-    else:
-        result = run_berg(args.workdir, args.device, args.run)
-    result["torch_threads"] = torch.get_num_threads()
-    print_result(result)
-    return 0
+        return run_child(lambda: run_naive(args.workdir, args.device), args.threads)
+    return run_child(lambda: run_berg(args.workdir, args.device, args.run), args.threads)
 
 
 def main(argv: list[str] | None = None) -> int:

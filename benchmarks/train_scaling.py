@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from harness import peak_rss_mb, status_mb
 
 K = 250
 CHUNK = 16_384
@@ -48,14 +48,8 @@ def _peak_mb() -> float:
     the parent that forked the worker (Linux carries the pre-exec high-water mark into
     ``ru_maxrss``).
     """
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = status_mb("VmHWM")
+    return peak if peak == peak else peak_rss_mb()  # NaN off Linux
 
 
 def _design(n: int, seed: int = 0) -> np.ndarray:
