@@ -176,6 +176,14 @@ class ImageSource:
             raise InvalidParameterError(
                 f"start is {describe_value(start)}; expected an integer >= 0"
             )
+        if self.kind == "hdf5":  # one open file for every block: opening costs about 1 ms
+            h5py = _h5py()
+            with h5py.File(self.file, "r") as h5:
+                for first in range(int(start), len(self), size):
+                    stop = min(first + size, len(self))
+                    block = self._pixels(first, stop, h5[self.dataset])
+                    yield first, self._checked(block, f"images {first}-{stop - 1}")
+            return
         if self.kind != "iterable":
             n = len(self)
             for first in range(int(start), n, size):
@@ -320,9 +328,14 @@ class ImageSource:
             return _load_npy(Path(str(self.file)), self.name)
         return self.array
 
-    def _pixels(self, start: int, stop: int) -> np.ndarray:
-        """Images ``start:stop`` as stored, channel-first; not yet validated."""
-        if self.kind == "hdf5":
+    def _pixels(self, start: int, stop: int, dataset: Any = None) -> np.ndarray:
+        """Images ``start:stop`` as stored, channel-first; not yet validated.
+
+        *dataset* is the HDF5 dataset when the caller holds the file open.
+        """
+        if dataset is not None:
+            block = np.asarray(dataset[start:stop])
+        elif self.kind == "hdf5":
             h5py = _h5py()
             with h5py.File(self.file, "r") as h5:
                 block = np.asarray(h5[self.dataset][start:stop])
