@@ -11,8 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
-import time
 from pathlib import Path
 
 import h5py
@@ -23,6 +21,7 @@ from berg_core import BERG, InvalidParameterError, as_stimulus
 from berg_core.atomic import PART_SUFFIX, atomic_outputs, check_output_path
 from berg_core.cli import main
 from berg_core.output import encode_to_hdf5, write_metadata
+from berg_core.testing_kill import kill9, start_script, wait_for_marker
 
 TESTPLUGIN_DIR = Path(__file__).resolve().parent / "plugins" / "berg-testplugin"
 LINEAR = "toy-synthetic-linear"
@@ -68,28 +67,7 @@ def _env() -> dict[str, str]:
 
 
 def _start(script: str, *args: object) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(script), *map(str, args)],
-        env=_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def _wait_for(marker: Path, process: subprocess.Popen[str], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not marker.exists():
-        if process.poll() is not None:
-            pytest.fail(f"writer ended early: {process.communicate()}")
-        assert time.monotonic() < deadline, "the writer never reached the marker"
-        time.sleep(0.02)
-
-
-def _kill9(process: subprocess.Popen[str]) -> None:
-    process.send_signal(signal.SIGKILL)
-    process.communicate()
-    assert process.returncode == -signal.SIGKILL
+    return start_script(script, *args, env=_env())
 
 
 def _parts(folder: Path) -> list[str]:
@@ -125,8 +103,8 @@ def test_hdf5_killed_mid_write_leaves_no_file_and_the_old_one_intact(
     writer = _start(
         HDF5_WRITER.format(plugin_dir=str(TESTPLUGIN_DIR)), berg_dir, out, marker, 1, 30, *args
     )
-    _wait_for(marker, writer)
-    _kill9(writer)
+    wait_for_marker(marker, writer)
+    kill9(writer)
     assert out.exists() == force
     if force:
         assert out.read_bytes() == b"previous run"
@@ -149,7 +127,7 @@ def test_sigterm_removes_the_temporary_file(berg_dir: Path, tmp_path: Path) -> N
     writer = _start(
         HDF5_WRITER.format(plugin_dir=str(TESTPLUGIN_DIR)), berg_dir, out, marker, 1, 30
     )
-    _wait_for(marker, writer)
+    wait_for_marker(marker, writer)
     writer.send_signal(signal.SIGTERM)
     writer.communicate(timeout=30)
     assert writer.returncode == 128 + signal.SIGTERM

@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +15,7 @@ from berg_nsd.gifti import (
 )
 
 from berg_core import InvalidParameterError
+from berg_core.testing_kill import kill_at_marker
 
 nib = pytest.importorskip("nibabel")
 
@@ -74,17 +69,7 @@ def _value(path: Path) -> float:
 
 def _kill_at(mode: str, out: Path, tmp_path: Path) -> None:
     marker = tmp_path / "marker"
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    args = [sys.executable, "-c", textwrap.dedent(WRITER), mode, str(out), str(marker), "2"]
-    writer = subprocess.Popen(args, env=env, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while not marker.exists():
-        if writer.poll() is not None:
-            pytest.fail(f"writer ended early: {writer.communicate()}")
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    writer.send_signal(signal.SIGKILL)
-    writer.communicate()
+    kill_at_marker(WRITER, mode, out, marker, 2, marker=marker)
 
 
 def _finals(folder: Path) -> list[str]:

@@ -3,12 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import os
-import signal
-import subprocess
-import sys
-import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +10,7 @@ import pytest
 from berg_things.volume import write_nifti
 
 from berg_core import InvalidParameterError
+from berg_core.testing_kill import kill_at_marker
 
 nib = pytest.importorskip("nibabel")
 
@@ -86,18 +81,7 @@ def test_killed_after_the_header_leaves_no_truncated_image(tmp_path: Path, old: 
         write_nifti(_responses(1.0), COLUMNS, COORDS, out)
     before = out.read_bytes() if old else None
     marker = tmp_path / "marker"
-    args = [sys.executable, "-c", textwrap.dedent(WRITER), str(out), str(marker), "2"]
-    writer = subprocess.Popen(
-        args, env=dict(os.environ, OMP_NUM_THREADS="1"), text=True, stderr=subprocess.PIPE
-    )
-    deadline = time.monotonic() + 60
-    while not marker.exists():
-        if writer.poll() is not None:
-            pytest.fail(f"writer ended early: {writer.communicate()}")
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    writer.send_signal(signal.SIGKILL)
-    writer.communicate()
+    kill_at_marker(WRITER, out, marker, 2, marker=marker)
     assert (out.read_bytes() if out.exists() else None) == before
     if old:
         assert (np.asarray(nib.load(out).dataobj)[6, 2, 1] == 1.0).all()
