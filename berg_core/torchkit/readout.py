@@ -49,9 +49,10 @@ __all__ = [
 
 #: Feature columns standardised at a time (a ``(B, CHUNK_COLUMNS)`` float32 buffer: 26 MB for
 #: 50 images), so that standardising never copies the whole ``(B, D)`` feature matrix. Narrower
-#: chunks make the PCA product slow: with 16,384 columns it took 1.7-2.4x the CPU time of one
-#: whole-width product on 2 threads (NSD's D = 205,672, k = 250, 50 images), with 131,072
-#: 0.9-1.1x (``benchmarks/readout_chunks.py``).
+#: chunks make the PCA product slow: with 16,384 columns it took 1.1-2.4x the CPU time of one
+#: whole-width product on 2 threads (NSD's D = 205,672, k = 250, 50 images; the more, the busier
+#: the machine: every chunk synchronises the threads), with 131,072 0.7-1.1x
+#: (``benchmarks/readout_chunks.py``).
 CHUNK_COLUMNS = 131072
 
 #: Keys the reference toolkit saves for each scikit-learn object (berg-train writes all of them).
