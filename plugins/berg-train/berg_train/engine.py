@@ -144,6 +144,46 @@ def _hash(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+def feature_step(
+    backbone: Backbone,
+    images: Any,
+    work: Path,
+    key: str,
+    config: Any,
+    runner: Runner | None,
+    timings: dict[str, float],
+) -> Path:
+    """Step 1 of a training run: *images*' features into ``work/features-<key>.h5`` (resumed).
+
+    Shared by :func:`train` and :func:`berg_train.things_eeg2.train_things_eeg2`: runs
+    :func:`berg_train.features.extract_features` with *config*'s ``device``, ``batch_size`` and
+    ``show_progress``, records the seconds in ``timings["features"]`` and releases the
+    backbone's memory before the PCA.
+
+    Returns
+    -------
+    Path
+        The features file.
+    """
+    from berg_train.features import extract_features
+
+    started = time.perf_counter()
+    features_path = work / f"features-{key}.h5"
+    extract_features(
+        backbone,
+        images,
+        features_path,
+        key=key,
+        device=config.device,
+        batch_size=config.batch_size,
+        show_progress=config.show_progress,
+        runner=runner,
+    )
+    timings["features"] = time.perf_counter() - started
+    release_memory()  # the backbone and the allocator's free pages, before the PCA's blocks
+    return features_path
+
+
 def _atomic_save_npy(path: Path, payload: Any) -> None:
     """``np.save(path, payload)`` (a pickled dict, as the reference), written atomically."""
     path = Path(path)
@@ -246,7 +286,7 @@ def train(
     from tqdm.auto import tqdm
 
     from berg_train import __version__
-    from berg_train.features import chunk_cols, extract_features
+    from berg_train.features import chunk_cols
     from berg_train.figure import roi_summary, write_accuracy_figure
     from berg_train.metrics import explained_variance
     from berg_train.pca import PCAResult, fit_scaler_pca
@@ -262,21 +302,10 @@ def train(
     k = int(config.n_components)
 
     # 1. features -------------------------------------------------------------------------------
-    started = time.perf_counter()
     feature_key = _hash(backbone.name, backbone.identity, dataset.fingerprint())
-    features_path = work / f"features-{feature_key}.h5"
-    extract_features(
-        backbone,
-        dataset.images,
-        features_path,
-        key=feature_key,
-        device=config.device,
-        batch_size=config.batch_size,
-        show_progress=show,
-        runner=runner,
+    features_path = feature_step(
+        backbone, dataset.images, work, feature_key, config, runner, timings
     )
-    timings["features"] = time.perf_counter() - started
-    release_memory()  # the backbone and the allocator's free pages, before the PCA's blocks
 
     # 2. scaler + PCA ---------------------------------------------------------------------------
     started = time.perf_counter()

@@ -23,18 +23,24 @@ __all__ = [
 ]
 
 
-def pearson_columns(predicted: np.ndarray, measured: np.ndarray) -> np.ndarray:
-    """Pearson's r of each column pair, negatives and undefined values set to 0.
+def pearson_columns(
+    predicted: np.ndarray, measured: np.ndarray, *, clip: bool = True
+) -> np.ndarray:
+    """Pearson's r of each column pair over the rows, in float64.
 
     Parameters
     ----------
     predicted, measured : numpy.ndarray
         ``(n, c)`` arrays.
+    clip : bool, optional
+        True (default, the fMRI evaluation): negatives and undefined values (a constant column)
+        set to 0. False (THINGS EEG2's, as ``scipy.stats.pearsonr``): r as computed, negative
+        values kept and NaN where a column is constant.
 
     Returns
     -------
     numpy.ndarray
-        ``(c,)`` float64 in [0, 1].
+        ``(c,)`` float64, in [0, 1] when *clip*.
     """
     p = np.asarray(predicted, dtype=np.float64)
     m = np.asarray(measured, dtype=np.float64)
@@ -46,6 +52,8 @@ def pearson_columns(predicted: np.ndarray, measured: np.ndarray) -> np.ndarray:
         r = np.einsum("ij,ij->j", p, m) / np.sqrt(
             np.einsum("ij,ij->j", p, p) * np.einsum("ij,ij->j", m, m)
         )
+    if not clip:
+        return r
     r = np.nan_to_num(r, nan=0.0, posinf=0.0, neginf=0.0)
     return np.clip(r, 0.0, 1.0)
 

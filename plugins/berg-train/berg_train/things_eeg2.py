@@ -22,8 +22,6 @@ run continues from its last finished step:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shutil
 import time
@@ -44,7 +42,6 @@ __all__ = [
     "fit_channel_chunk",
     "noise_ceiling",
     "pca_seed",
-    "pearson_unclipped",
     "train_things_eeg2",
 ]
 
@@ -179,25 +176,6 @@ class EEG2TrainResult:
                 self.correlation_single.mean(axis=(1, 2))))
             + f"; best time index {int(peak)} (channel-mean r {r.mean(axis=0).max():.3f})",
         ]  # fmt: skip
-
-
-def _hash(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
-def pearson_unclipped(predicted: np.ndarray, measured: np.ndarray) -> np.ndarray:
-    """Pearson r of each column pair over rows, float64, not clipped (as ``scipy.pearsonr``).
-
-    Columns with zero variance give NaN, as scipy does.
-    """
-    p = np.asarray(predicted, dtype=np.float64)
-    m = np.asarray(measured, dtype=np.float64)
-    p = p - p.mean(axis=0)
-    m = m - m.mean(axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.einsum("ij,ij->j", p, m) / np.sqrt(
-            np.einsum("ij,ij->j", p, p) * np.einsum("ij,ij->j", m, m)
-        )
 
 
 def noise_ceiling(test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -378,8 +356,10 @@ def train_things_eeg2(
     from berg_train.datasets.things_eeg2 import ThingsEEG2Data
     from berg_train.eeg2_figure import write_eeg2_figure
     from berg_train.eeg2_transform import eeg2_backbone
-    from berg_train.features import chunk_cols, extract_features
+    from berg_train.engine import _hash, feature_step
+    from berg_train.features import chunk_cols
     from berg_train.memory import release_memory
+    from berg_train.metrics import pearson_columns
     from berg_train.pca import PCAResult, fit_scaler_pca
     from berg_train.regression import make_solver
     from berg_train.runner import SerialRunner
@@ -423,21 +403,10 @@ def train_things_eeg2(
     n_channels, n_times = len(dataset.ch_names), len(dataset.times)
 
     # 1. features ---------------------------------------------------------------------------------
-    started = time.perf_counter()
     feature_key = _hash(backbone.name, backbone.identity, dataset.identity()["images"], n_train)
-    features_path = work / f"features-{feature_key}.h5"
-    extract_features(
-        backbone,
-        dataset.images,
-        features_path,
-        key=feature_key,
-        device=config.device,
-        batch_size=config.batch_size,
-        show_progress=show,
-        runner=runner,
+    features_path = feature_step(
+        backbone, dataset.images, work, feature_key, config, runner, timings
     )
-    timings["features"] = time.perf_counter() - started
-    release_memory()
 
     # 2. scaler + PCA -----------------------------------------------------------------------------
     started = time.perf_counter()
@@ -567,9 +536,9 @@ def train_things_eeg2(
         average = test.mean(axis=1, dtype=np.float64)
         del test
         for r in range(N_REPETITIONS):
-            corr_single[r, cols] = pearson_unclipped(predictions[:, r, cols], average)
-        corr_avg[cols] = pearson_unclipped(
-            predictions[:, :, cols].mean(axis=1, dtype=np.float64), average
+            corr_single[r, cols] = pearson_columns(predictions[:, r, cols], average, clip=False)
+        corr_avg[cols] = pearson_columns(
+            predictions[:, :, cols].mean(axis=1, dtype=np.float64), average, clip=False
         )
     shape = (n_channels, n_times)
     info: dict[str, Any] = {

@@ -24,6 +24,25 @@ def test_pearson_matches_scipy_with_negatives_and_constants_zeroed() -> None:
     assert r[1] == 0.0 and r[5] == 0.0
 
 
+def test_pearson_unclipped_keeps_negatives_and_gives_nan_for_constants() -> None:
+    rng = np.random.default_rng(1)
+    n = 30
+    predicted = rng.normal(size=(n, 4))
+    measured = predicted * np.array([1, -1, -0.3, 0.0]) + rng.normal(size=(n, 4))
+    measured[:, 3] = 4.0  # constant: r undefined
+    r = pearson_columns(predicted, measured, clip=False)
+    # float64: centring and the three length-n dot products each carry at most ~n u relative
+    # error to first order (r's terms are well conditioned here); two computations compared
+    tol = 2 * 4 * n * 2.0**-53
+    for j in range(3):
+        expected = pearsonr(predicted[:, j], measured[:, j]).statistic
+        assert abs(r[j] - expected) <= tol
+    assert r[1] < -0.3 and r[2] < 0  # negatives kept, not zeroed
+    assert np.isnan(r[3])
+    clipped = pearson_columns(predicted, measured)
+    np.testing.assert_array_equal(clipped, np.nan_to_num(np.clip(r, 0, 1), nan=0.0))
+
+
 def test_noise_ceilings() -> None:
     ncsnr = np.array([0.0, 0.5, 1.0, 3.0])
     nc = noise_ceiling_from_ncsnr(ncsnr, 3)
