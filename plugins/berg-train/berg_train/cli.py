@@ -52,22 +52,24 @@ def _common(parser: argparse.ArgumentParser, default_backbone: str) -> None:
         help="ordinary least squares (the reference) or ridge with a per-column penalty chosen "
         "by cross-validation (default ols)",
     )  # fmt: skip
-    parser.add_argument("--n-components", type=int, default=250, help="PCA components (250)")
     parser.add_argument(
         "--alphas", type=_alphas, default=None, help="ridge penalties, comma-separated (1 to 1e12)"
     )
+    parser.add_argument("--chunk-size", type=int, help="output columns per regression chunk")
+    parser.add_argument("--model-name", help="model folder name (default: the backbone's)")
+    _run_options(parser, "folder for resumable intermediate results (default: under berg_dir)")
+
+
+def _run_options(parser: argparse.ArgumentParser, work_dir_help: str) -> None:
+    """The options every ``berg train`` command shares (read back by :func:`_run_config`)."""
     parser.add_argument("--cv-folds", type=int, default=5, help="ridge cross-validation folds (5)")
+    parser.add_argument("--n-components", type=int, default=250, help="PCA components (250)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument("--batch-size", type=int, help="images per forward pass")
     parser.add_argument(
         "--memory-gb", type=float, default=2.0, help="working memory for blocks and chunks (2)"
     )
-    parser.add_argument("--chunk-size", type=int, help="output columns per regression chunk")
-    parser.add_argument(
-        "--work-dir", type=Path,
-        help="folder for resumable intermediate results (default: under berg_dir)",
-    )  # fmt: skip
-    parser.add_argument("--model-name", help="model folder name (default: the backbone's)")
+    parser.add_argument("--work-dir", type=Path, help=work_dir_help)
     parser.add_argument("--clean", action="store_true", help="delete the work folder after success")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument(
@@ -75,6 +77,24 @@ def _common(parser: argparse.ArgumentParser, default_backbone: str) -> None:
         help="train on a Dask cluster (berg-distributed): local[:N], tcp://HOST:PORT or "
         "slurm[:CONFIG.yaml]; same files as without it (docs/scaling.md)",
     )
+
+
+def _run_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The configuration fields :func:`_run_options` and ``--regression``/``--alphas`` give."""
+    from berg_train.regression import DEFAULT_ALPHAS
+
+    return {
+        "regression": args.regression,
+        "n_components": args.n_components,
+        "alphas": args.alphas or DEFAULT_ALPHAS,
+        "cv_folds": args.cv_folds,
+        "device": args.device,
+        "batch_size": args.batch_size,
+        "memory_gb": args.memory_gb,
+        "work_dir": args.work_dir,
+        "keep_work": not args.clean,
+        "show_progress": not args.quiet,
+    }
 
 
 def configure_nsd(parser: argparse.ArgumentParser) -> None:
@@ -151,24 +171,8 @@ def configure_things_eeg2(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument("--alpha", "--alphas", dest="alphas", type=_alphas, default=None,
                         help="ridge penalties, comma-separated (1 to 1e12)")  # fmt: skip
-    parser.add_argument("--cv-folds", type=int, default=5, help="ridge cross-validation folds (5)")
-    parser.add_argument("--n-components", type=int, default=250, help="PCA components (250)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    parser.add_argument("--batch-size", type=int, help="images per forward pass")
-    parser.add_argument(
-        "--memory-gb", type=float, default=2.0, help="working memory for blocks and chunks (2)"
-    )
-    parser.add_argument(
-        "--work-dir", type=Path, help="resumable work folder (default: under --out)"
-    )
     parser.add_argument("--force", action="store_true", help="replace existing model files")
-    parser.add_argument("--clean", action="store_true", help="delete the work folder after success")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.add_argument(
-        "--cluster",
-        help="train on a Dask cluster (berg-distributed): local[:N], tcp://HOST:PORT or "
-        "slurm[:CONFIG.yaml]; same files as without it (docs/scaling.md)",
-    )
+    _run_options(parser, "resumable work folder (default: under --out)")
 
 
 def configure_demo(parser: argparse.ArgumentParser) -> None:
@@ -191,22 +195,12 @@ def configure_demo(parser: argparse.ArgumentParser) -> None:
 
 def _config(args: argparse.Namespace) -> Any:
     from berg_train.engine import TrainConfig
-    from berg_train.regression import DEFAULT_ALPHAS
 
     return TrainConfig(
         backbone=args.backbone,
-        regression=args.regression,
-        n_components=args.n_components,
-        alphas=args.alphas or DEFAULT_ALPHAS,
-        cv_folds=args.cv_folds,
-        device=args.device,
-        batch_size=args.batch_size,
-        memory_gb=args.memory_gb,
         chunk_size=args.chunk_size,
-        work_dir=args.work_dir,
         model_name=args.model_name,
-        keep_work=not args.clean,
-        show_progress=not args.quiet,
+        **_run_config(args),
     )
 
 
@@ -255,72 +249,72 @@ def _runner(args: argparse.Namespace) -> Iterator[Any]:
         yield DaskRunner(client)
 
 
+def _simulated_note(root: Any) -> None:
+    print(f"NOTE: {root} is SIMULATED data (not real brain responses)")
+
+
+def _train_fmri(args: argparse.Namespace, dataset: Any, root: Path, description: str) -> int:
+    """Train *dataset* (read from *root*, described by *description*) and report."""
+    from berg_train.engine import train
+
+    if dataset.simulated:
+        _simulated_note(root)
+    print(description)
+    with _runner(args) as runner:
+        report(train(dataset, _berg_dir(args), _config(args), runner=runner))
+    return 0
+
+
 def run_nsd(args: argparse.Namespace) -> int:
     """``berg train nsd``."""
     from berg_train.datasets.nsd import NSDDataset
-    from berg_train.engine import train
 
     dataset = NSDDataset(
         args.nsd_root, args.subject, sessions=args.sessions, label_dir=args.label_dir
     )
-    if dataset.simulated:
-        print(f"NOTE: {args.nsd_root} is SIMULATED data (not real brain responses)")
-    print(
+    return _train_fmri(
+        args,
+        dataset,
+        args.nsd_root,
         f"NSD subject {dataset.subject}: {len(dataset.sessions)} sessions, "
         f"{dataset.trial_ids.size} trials; {dataset.train_ids.size} training, "
-        f"{dataset.val_ids.size} validation, {dataset.test_ids.size} test images"
+        f"{dataset.val_ids.size} validation, {dataset.test_ids.size} test images",
     )
-    with _runner(args) as runner:
-        report(train(dataset, _berg_dir(args), _config(args), runner=runner))
-    return 0
 
 
 def run_things(args: argparse.Namespace) -> int:
     """``berg train things``."""
     from berg_train.datasets.things import ThingsDataset
-    from berg_train.engine import train
 
     dataset = ThingsDataset(args.things_root, args.subject, images_dir=args.images_dir)
-    if dataset.simulated:
-        print(f"NOTE: {args.things_root} is SIMULATED data (not real brain responses)")
-    print(
+    return _train_fmri(
+        args,
+        dataset,
+        args.things_root,
         f"THINGS-fMRI1 subject {dataset.subject}: {dataset.train_trials.size} training trials "
         f"({dataset.n_fit} images), {dataset.test_trials.size} test trials "
-        f"({dataset.test_rows.size} images)"
+        f"({dataset.test_rows.size} images)",
     )
-    with _runner(args) as runner:
-        report(train(dataset, _berg_dir(args), _config(args), runner=runner))
-    return 0
 
 
 def run_things_eeg2(args: argparse.Namespace) -> int:
     """``berg train things-eeg2``."""
-    from berg_train.regression import DEFAULT_ALPHAS
     from berg_train.things_eeg2 import EEG2TrainConfig, train_things_eeg2
 
     config = EEG2TrainConfig(
         model=args.model,
         vit_transform=args.vit_transform,
         pca=args.pca,
-        regression=args.regression,
-        n_components=args.n_components,
-        alphas=args.alphas or DEFAULT_ALPHAS,
-        cv_folds=args.cv_folds,
         weights_format=args.weights_format,
-        device=args.device,
-        batch_size=args.batch_size,
-        memory_gb=args.memory_gb,
-        work_dir=args.work_dir,
-        keep_work=not args.clean,
         force=args.force,
-        show_progress=not args.quiet,
+        **_run_config(args),
     )
     with _runner(args) as runner:
         result = train_things_eeg2(
             args.data, args.images, args.subject, args.out, config, runner=runner
         )
     if result.simulated:
-        print(f"NOTE: {args.data} is SIMULATED data (not real brain responses)")
+        _simulated_note(args.data)
     report(result)
     return 0
 
