@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -14,6 +15,7 @@ from berg_train.features import ImageSource
 
 __all__ = [
     "SIMULATED_MARKER",
+    "ImageFiles",
     "TargetBlock",
     "TrainingDataset",
     "card_layout",
@@ -24,6 +26,49 @@ __all__ = [
 #: A file of this name at a dataset's root marks it as simulated (written by
 #: :mod:`berg_train.simulate`); everything trained on it is labelled SIMULATED.
 SIMULATED_MARKER = "SIMULATED_DATA.txt"
+
+
+class ImageFiles:
+    """Image files at given paths, decoded to uint8 ``(3, H, W)`` (an image source).
+
+    :meth:`load` returns a list (images may differ in size; berg-core's preprocessing resizes
+    each).
+
+    Parameters
+    ----------
+    paths : sequence of Path
+        The images, in feature-row order.
+    label : str
+        What the images are, for the error message of a missing one (``"THINGS image"``).
+    """
+
+    def __init__(self, paths: Sequence[Path], label: str = "image") -> None:
+        self.paths = [Path(path) for path in paths]
+        self.label = label
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def load(self, indices: Sequence[int]) -> list[np.ndarray]:
+        """The images at feature rows *indices*.
+
+        Raises
+        ------
+        berg_core.InvalidParameterError
+            An image file is missing.
+        """
+        from PIL import Image
+
+        from berg_core import InvalidParameterError
+
+        images = []
+        for i in indices:
+            path = self.paths[int(i)]
+            if not path.is_file():
+                raise InvalidParameterError(f"{self.label} not found: {path}")
+            with Image.open(path) as image:
+                images.append(np.asarray(image.convert("RGB")).transpose(2, 0, 1).copy())
+        return images
 
 
 def card_layout(card: Any, subject: int, model: str) -> dict[str, PurePosixPath]:

@@ -31,6 +31,7 @@ from berg_things.card import CARD
 
 from berg_core import InvalidParameterError
 from berg_train.datasets.base import (
+    ImageFiles,
     TargetBlock,
     TrainingDataset,
     array_digest,
@@ -84,7 +85,7 @@ def subject_files(root: Path, subject: int) -> dict[str, Path]:
     return found
 
 
-class ThingsImages:
+class ThingsImages(ImageFiles):
     """THINGS images ``{root}/{concept}/{stimulus}``, decoded to uint8 ``(3, H, W)``.
 
     Returns a list (images may differ in size; berg-core's preprocessing resizes each).
@@ -92,23 +93,8 @@ class ThingsImages:
 
     def __init__(self, root: Path, concepts: Sequence[str], stimuli: Sequence[str]) -> None:
         self.root = Path(root)
-        self.paths = [self.root / c / s for c, s in zip(concepts, stimuli, strict=True)]
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def load(self, indices: Sequence[int]) -> list[np.ndarray]:
-        """The images at feature rows *indices*."""
-        from PIL import Image
-
-        images = []
-        for i in indices:
-            path = self.paths[int(i)]
-            if not path.is_file():
-                raise InvalidParameterError(f"THINGS image not found: {path}")
-            with Image.open(path) as image:
-                images.append(np.asarray(image.convert("RGB")).transpose(2, 0, 1).copy())
-        return images
+        paths = [self.root / c / s for c, s in zip(concepts, stimuli, strict=True)]
+        super().__init__(paths, "THINGS image")
 
 
 def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:

@@ -31,7 +31,7 @@ import numpy as np
 from berg_things_eeg2.layout import CHANNELS, N_REPETITIONS, N_TIMES
 
 from berg_core import InvalidParameterError
-from berg_train.datasets.base import is_simulated
+from berg_train.datasets.base import ImageFiles, is_simulated
 
 __all__ = [
     "DATA_FOLDER",
@@ -62,27 +62,11 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(found, key=lambda path: str(path))
 
 
-class EEG2Images:
+class EEG2Images(ImageFiles):
     """Images at given paths, decoded to uint8 ``(3, H, W)`` (a list: sizes may differ)."""
 
     def __init__(self, paths: Sequence[Path]) -> None:
-        self.paths = list(paths)
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def load(self, indices: Sequence[int]) -> list[np.ndarray]:
-        """The images at *indices*."""
-        from PIL import Image
-
-        images = []
-        for i in indices:
-            path = self.paths[int(i)]
-            if not path.is_file():
-                raise InvalidParameterError(f"THINGS EEG2 image not found: {path}")
-            with Image.open(path) as image:
-                images.append(np.asarray(image.convert("RGB")).transpose(2, 0, 1).copy())
-        return images
+        super().__init__(paths, "THINGS EEG2 image")
 
 
 def _names(value: Any, where: str) -> list[str]:
