@@ -86,11 +86,3 @@ def expected(weights: dict[str, Any], x: np.ndarray) -> tuple[np.ndarray, np.nda
         bound.append(LAMBDA * sd_y + 1e-30)
     shape = (x.shape[0], len(REPETITIONS), len(CHANNELS), N_TIMES)
     return np.stack(out, 1).reshape(shape), np.stack(bound, 1).reshape(shape)
-
-
-def assert_within(actual: np.ndarray, wanted: np.ndarray, bound: np.ndarray) -> None:
-    """Every element of *actual* within *bound* of *wanted*."""
-    assert actual.shape == wanted.shape, (actual.shape, wanted.shape)
-    excess = np.abs(actual.astype(np.float64) - wanted) - bound
-    worst = np.unravel_index(np.argmax(excess), excess.shape)
-    assert excess.max() <= 0, f"off by {excess[worst]:.3g} beyond the bound at {worst}"

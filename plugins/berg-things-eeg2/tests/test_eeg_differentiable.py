@@ -1,13 +1,10 @@
 """The EEG ViT-B/32 model's differentiable path computes encode's function (issue 16).
 
 The per-repetition readout (one scaler, then a PCA and a regression per repetition) runs its
-out-of-place form. Method (berg_core.testing_differentiable): in float64 the differentiable path
-(its own preprocessing, nodes, readout and channel/time selection, every tensor cast) equals an
-independent float64 computation - torchvision with forward hooks, scikit-learn - of the function
-``encode`` computes (weights rounded to float32, as berg loads them) within the float64 image of
-the float32 bound; in float32 both ``encode`` and the differentiable path (with gradients, hence
-the unfused attention kernels) lie within that float32 bound - the readout's rounding
-(eeg2_reference.expected) plus the backbone's, propagated - of the float64 result.
+out-of-place form; its channel/time selection is checked against the independent float64
+reference, whose float32 bound is the readout's rounding (eeg2_reference.expected) plus the
+backbone's, propagated per repetition. The method (float64 twin, float32 bound) is
+berg_core.testing_differentiable's.
 """
 
 from __future__ import annotations

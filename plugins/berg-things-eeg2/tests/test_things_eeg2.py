@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 from berg_things_eeg2.fixture import FEATURES, make_weights, write_model_files
 from berg_things_eeg2.layout import CHANNELS, FOLDERS, REPETITIONS, TIMES
-from eeg2_reference import assert_within, expected, features
+from eeg2_reference import expected, features
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
 from berg_core import InvalidParameterError, ModelLoadError
 from berg_core.output import encode_to_hdf5
 from berg_core.stimulus import as_stimulus
+from berg_core.testing import assert_within
 
 VIT, ALEX, UNTRAINED = FOLDERS
 

@@ -1,11 +1,7 @@
 """The MEG model's differentiable path computes encode's function (ViT-B/32, issue 16).
 
-Method (berg_core.testing_differentiable): in float64 the differentiable path (its own
-preprocessing, nodes, readout and sensor/time selection, every tensor cast) equals an independent
-float64 computation - torchvision with forward hooks, scikit-learn - of the function ``encode``
-computes (weights rounded to float32, as berg loads them) within the float64 image of the
-float32 bound; in float32 both ``encode`` and the differentiable path (with gradients, hence the
-unfused attention kernels) lie within that float32 bound of the float64 result.
+Its sensor/time selection is checked against the independent float64 reference; the method
+(float64 twin, float32 bound) is berg_core.testing_differentiable's.
 """
 
 from __future__ import annotations
