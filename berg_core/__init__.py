@@ -20,6 +20,7 @@ from berg_core.errors import (
 )
 from berg_core.hookspecs import hookimpl
 from berg_core.schemas import SelectionSchema
+from berg_core.sources import ImageSource, open_source
 from berg_core.stimulus import Stimulus, as_stimulus
 
 __version__ = "0.1.0"
@@ -32,6 +33,7 @@ __all__ = [
     "EncodeOptions",
     "EncodingModel",
     "FileSpec",
+    "ImageSource",
     "InvalidParameterError",
     "LoadRequest",
     "ModelCard",
@@ -47,4 +49,5 @@ __all__ = [
     "__version__",
     "as_stimulus",
     "hookimpl",
+    "open_source",
 ]
