@@ -25,6 +25,10 @@ __all__ = ["DaskRunner", "MissingTrainError", "train_nsd", "train_things", "trai
 TRAIN_INSTALL = 'pip install "berg-distributed[train]"'
 
 
+#: Times a task cancelled because its shared data was lost is submitted again.
+RETRIES = 3
+
+
 class MissingTrainError(BergError, ImportError):
     """Distributed training was asked for, but berg-train is not installed."""
 
@@ -82,6 +86,8 @@ class DaskRunner:
         count = len(self.workers or client.scheduler_info().get("workers", {})) or 1
         self.window = int(window) if window else max(2, 2 * count)
         self.submitted: collections.Counter[str] = collections.Counter()
+        self._shared: dict[Any, tuple[Any, Any]] = {}  # key -> (future, value)
+        self._replaced: dict[Any, Any] = {}  # key of a lost shared value -> its new future
 
     def _submit(self, function: Callable[..., Any], args: Sequence[Any]) -> Any:
         self.submitted[getattr(function, "__name__", repr(function))] += 1
@@ -90,29 +96,73 @@ class DaskRunner:
         )
 
     def share(self, value: Any) -> Any:
-        """*value* sent once to every worker (a future the tasks receive as *value*)."""
-        return self.client.scatter(value, broadcast=True, hash=False, workers=self.workers)
+        """*value* sent once to every worker (a future the tasks receive as *value*).
+
+        The runner keeps *value* here too: scattered data that every worker holding it lost
+        (a worker killed before a restarted one received it) is scattered again (:meth:`map`).
+        """
+        future = self.client.scatter(value, broadcast=True, hash=False, workers=self.workers)
+        self._shared[future.key] = (future, value)
+        return future
+
+    def _reshare(self, args: Sequence[Any]) -> tuple[Any, ...]:
+        """*args* with every shared value whose data is lost scattered again."""
+        from distributed import Future
+
+        fresh = []
+        for arg in args:
+            if isinstance(arg, Future) and arg.key in self._shared and arg.status != "finished":
+                old, value = self._shared.pop(arg.key)
+                arg = self.share(value)
+                self._replaced[old.key] = arg
+            elif isinstance(arg, Future) and arg.key in self._replaced:
+                arg = self._replaced[arg.key]
+            fresh.append(arg)
+        return tuple(fresh)
 
     def map(
         self, function: Callable[..., Any], tasks: Iterable[Sequence[Any]], *, label: str = ""
     ) -> Iterator[Any]:
-        """``function(*args)`` of each task on the cluster, yielded in the order of *tasks*."""
-        pending: collections.deque[Any] = collections.deque()
+        """``function(*args)`` of each task on the cluster, yielded in the order of *tasks*.
+
+        A task lost with its worker is rerun by the scheduler; a task cancelled because shared
+        data it needs was lost with every worker holding it is submitted again with that data
+        scattered again (at most :data:`RETRIES` times per task).
+        """
+        from distributed.client import FutureCancelledError
+
+        pending: collections.deque[tuple[Any, Sequence[Any], int]] = collections.deque()
         queue = iter(tasks)
         try:
             for args in queue:
-                pending.append(self._submit(function, args))
+                args = self._reshare(args)
+                pending.append((self._submit(function, args), args, 0))
                 if len(pending) >= self.window:
                     break
             while pending:
-                result = pending.popleft().result()
+                future, args, tries = pending[0]
+                try:
+                    result = future.result()
+                except FutureCancelledError:
+                    if tries >= RETRIES or not any(
+                        getattr(a, "key", None) in self._shared for a in args
+                    ):
+                        raise
+                    # resubmit this task and the ones after it, with their data scattered again
+                    again = [(self._reshare(a), t) for _, a, t in pending]
+                    pending.clear()
+                    for i, (a, t) in enumerate(again):
+                        pending.append((self._submit(function, a), a, t + (i == 0)))
+                    continue
+                pending.popleft()
                 for args in queue:
-                    pending.append(self._submit(function, args))
+                    args = self._reshare(args)
+                    pending.append((self._submit(function, args), args, 0))
                     break
                 yield result
         finally:
             if pending:
-                self.client.cancel(list(pending))
+                self.client.cancel([future for future, _, _ in pending])
 
 
 def _runner(client: Any, window: int | None) -> DaskRunner:

@@ -1,5 +1,5 @@
 """Distributed encode on a LocalCluster of processes: same file as single-process, lost workers,
-restarts, errors. One cluster (2 workers, 1 thread each) for the whole module."""
+restarts, errors. One cluster (2 workers, 1 thread each, conftest.py) for the whole session."""
 
 from __future__ import annotations
 
@@ -67,24 +67,13 @@ def berg_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def client() -> Iterator[Any]:
+def client(cluster_client: Any) -> Iterator[Any]:
     import cloudpickle
-    from distributed import Client, LocalCluster
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    with (
-        isolated_registry("berg-testplugin", {"slow": slow_plugin, "feature": feature_plugin}),
-        LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=":0",
-            silence_logs=50,
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        client.register_plugin(SlowPluginOnWorkers())
-        yield client
+    with isolated_registry("berg-testplugin", {"slow": slow_plugin, "feature": feature_plugin}):
+        cluster_client.register_plugin(SlowPluginOnWorkers())
+        yield cluster_client
 
 
 @pytest.fixture(scope="module")

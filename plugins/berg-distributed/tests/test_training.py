@@ -9,7 +9,6 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import pytest
 
 pytest.importorskip("berg_train")
 from berg_distributed.training import DaskRunner
+from distributed import WorkerPlugin
 
 EEG_K, NSD_K = 8, 6
 
@@ -67,20 +67,61 @@ class StallingImages:
         return self.images.load(indices)
 
 
+#: The task functions a stalled phase wraps, by module: PCA blocks and regression chunks.
+STALLED_PHASES = {
+    "pca": ("berg_train.pca", ("gram_block", "components_block", "row_moments_block",
+                               "row_covariance_block", "row_scores_block")),
+    "regression": ("berg_train.engine", ("fit_regression_chunk",)),
+}  # fmt: skip
+
+
+def claim_stall(marker: Path, phase: str) -> None:
+    """Stall (until killed) in the first process to claim *marker*/STALL-*phase*: write its
+    process id to *marker*/*phase*.pid and wait."""
+    if (marker / f"STALL-{phase}").exists():
+        try:
+            fd = os.open(marker / f"{phase}.pid", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        while True:
+            time.sleep(0.05)
+
+
+class StallPhases(WorkerPlugin):
+    """Worker plugin: the task functions of :data:`STALLED_PHASES` wrapped on every worker
+    (restarted ones too), so that a task of a phase stalls while its STALL file is there. A task
+    names its function by module and name, so the worker runs the wrapper."""
+
+    name = "berg-test-stall-phases"
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = Path(marker)
+
+    def setup(self, worker: Any) -> None:
+        import functools
+        import importlib
+
+        for phase, (module_name, names) in STALLED_PHASES.items():
+            module = importlib.import_module(module_name)
+            for name in names:
+                original = getattr(module, name)
+
+                @functools.wraps(original)
+                def wrapper(*args: Any, _f: Any = original, _p: str = phase, **kw: Any) -> Any:
+                    claim_stall(self.marker, _p)
+                    return _f(*args, **kw)
+
+                setattr(module, name, wrapper)
+
+
 @pytest.fixture(scope="module")
-def client() -> Iterator[Any]:
+def client(cluster_client: Any) -> Any:
     import cloudpickle
-    from distributed import Client, LocalCluster
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    with (
-        LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
-            silence_logs=50,
-        ) as cluster,
-        Client(cluster) as client,
-    ):  # fmt: skip
-        yield client
+    return cluster_client
 
 
 @pytest.fixture(scope="module")
@@ -231,6 +272,45 @@ def test_a_worker_killed_mid_training_costs_only_its_task(client, nsd, nsd_singl
     assert pid in client.run(os.getpid).values()  # a worker process, not this one
     os.kill(pid, signal.SIGKILL)
     run.join(120)
+    assert not run.is_alive()
+    assert "error" not in result, result
+    same_files(nsd_single, result["trained"])
+    assert not list((tmp_path / "work").rglob("*.partial*"))
+
+
+def wait_for_pid(pid_file: Path, seconds: float) -> int:
+    deadline = time.monotonic() + seconds
+    while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pid_file.exists(), f"no worker stalled ({pid_file.name})"
+    return int(pid_file.read_text())
+
+
+def test_workers_killed_in_a_pca_block_and_a_regression_chunk(client, nsd, nsd_single, tmp_path):
+    marker = tmp_path / "marker"
+    marker.mkdir()
+    for phase in STALLED_PHASES:
+        (marker / f"STALL-{phase}").write_text("")
+    client.register_plugin(StallPhases(marker))
+    result: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            result["trained"] = train_nsd(nsd, tmp_path, DaskRunner(client, shard_size=8))
+        except BaseException as exc:  # shown by the assertion below
+            result["error"] = exc
+
+    run = threading.Thread(target=target)
+    run.start()
+    try:
+        for phase in STALLED_PHASES:  # the PCA first, then the regression
+            pid = wait_for_pid(marker / f"{phase}.pid", 90)
+            assert pid in client.run(os.getpid).values()  # a worker process, not this one
+            assert "trained" not in result and "error" not in result
+            os.kill(pid, signal.SIGKILL)
+        run.join(120)
+    finally:
+        client.unregister_worker_plugin(StallPhases.name)
     assert not run.is_alive()
     assert "error" not in result, result
     same_files(nsd_single, result["trained"])
