@@ -183,7 +183,7 @@ def train_nsd(
     :class:`~berg_train.NSDDataset` with a :class:`DaskRunner`. The NSD folder and *berg_dir*
     must be visible to every worker at the same paths."""
     _require_train("train_nsd")
-    from berg_train import NSDDataset, train
+    from berg_train.api import NSDDataset, train
 
     dataset = NSDDataset(Path(nsd_root), subject, **dataset_options)
     return train(dataset, berg_dir, config, runner=_runner(client, window))
@@ -201,7 +201,7 @@ def train_things(
 ) -> Any:
     """``berg train things`` on a Dask cluster (as :func:`train_nsd`, THINGS-fMRI1)."""
     _require_train("train_things")
-    from berg_train import ThingsDataset, train
+    from berg_train.api import ThingsDataset, train
 
     dataset = ThingsDataset(Path(root), subject, **dataset_options)
     return train(dataset, berg_dir, config, runner=_runner(client, window))

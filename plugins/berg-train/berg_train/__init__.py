@@ -20,6 +20,10 @@ from typing import Any
 
 __version__ = "0.1.0"
 
+#: Modules other plugins may import (tests/test_layers.py): berg-distributed runs these trainers
+#: with its own runner.
+PUBLIC_MODULES = ("api", "runner", "things_eeg2")
+
 _EXPORTS = {
     "Backbone": "berg_train.backbones",
     "TrainConfig": "berg_train.engine",

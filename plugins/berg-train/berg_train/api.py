@@ -6,9 +6,20 @@ import os
 from pathlib import Path
 from typing import Any
 
+from berg_train.datasets.nsd import NSDDataset
+from berg_train.datasets.things import ThingsDataset
 from berg_train.engine import TrainConfig, TrainResult, train
 
-__all__ = ["train_nsd", "train_things"]
+#: Public to other plugins (``PUBLIC_MODULES``): the one-call trainers and the pieces they join.
+__all__ = [
+    "NSDDataset",
+    "ThingsDataset",
+    "TrainConfig",
+    "TrainResult",
+    "train",
+    "train_nsd",
+    "train_things",
+]
 
 
 def train_nsd(
@@ -48,8 +59,6 @@ def train_nsd(
     --------
     >>> result = train_nsd("/data/nsd", 1, "/data/berg", regression="ridge")  # doctest: +SKIP
     """
-    from berg_train.datasets.nsd import NSDDataset
-
     dataset = NSDDataset(nsd_root, subject, sessions=sessions, label_dir=label_dir)
     return train(dataset, Path(berg_dir), _config(config, options))
 
@@ -85,8 +94,6 @@ def train_things(
     -------
     TrainResult
     """
-    from berg_train.datasets.things import ThingsDataset
-
     dataset = ThingsDataset(things_root, subject, images_dir=images_dir)
     return train(dataset, Path(berg_dir), _config(config, options))
 
