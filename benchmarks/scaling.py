@@ -13,7 +13,11 @@ components) and a random ``uint8`` stimulus ``(N, 3, 256, 256)`` as a ``.npy`` f
    spent inside tasks reading and encoding (scheduling, serialisation, the client's bookkeeping),
    the model load (once per worker, torch import included) as a share, and the size of a
    pickled task (the assembly is timed apart, in 4);
-4. **assembly**: copying the parts into one file against HDF5 virtual datasets.
+4. **assembly**: copying the parts into one file against HDF5 virtual datasets;
+5. **training** (``--train``, or ``--only-train``): ``berg train nsd`` of a simulated NSD subject
+   (berg-train's ``simulate_nsd``, every fsaverage vertex, the ``alexnet_untrained`` backbone)
+   single-process (the baseline, ``SerialRunner``) against ``DaskRunner`` on 1 and 2 workers,
+   with the ratios and each step's time; the weights files must be byte-identical.
 
 Every process runs torch with one thread (``OMP_NUM_THREADS=1``), so 2 workers use 2 cores where
 the baseline uses 1, and without the feature cache (``BERG_FEATURE_CACHE_BYTES=0``), since every
@@ -23,6 +27,8 @@ Usage::
 
     python benchmarks/scaling.py             # 256 images, 50 components, shards 16, 64, 256
     python benchmarks/scaling.py --full      # 2048 images, 250 components, shards 16 ... 1024
+    python benchmarks/scaling.py --only-train          # training: 160 trials, 50 components
+    python benchmarks/scaling.py --only-train --full   # training: 1,000 trials, 250 components
 """
 
 from __future__ import annotations
@@ -148,6 +154,44 @@ def cluster(workers: int) -> Any:
                         dashboard_address=":0", silence_logs=50)  # fmt: skip
 
 
+def training_case(workdir: Path, n_train: int, components: int, shard: int) -> None:
+    """``berg train nsd`` of a simulated subject: single process, then 1 and 2 workers."""
+    from berg_distributed.training import DaskRunner
+    from berg_train import NSDDataset, TrainConfig, train
+    from berg_train.simulate import simulate_nsd
+    from distributed import Client
+
+    n_test, n_val = max(8, n_train // 10), max(4, n_train // 20)
+    print(f"\n## training: simulated NSD subject, {n_train} training / {n_test} test / {n_val} "
+          f"validation images, every fsaverage vertex, {components} components, alexnet_untrained "
+          f"backbone, feature shards of {shard}")  # fmt: skip
+    sim = simulate_nsd(workdir / "nsd", n_train=n_train, n_test=n_test, n_val=n_val, sessions=2,
+                       image_size=64, seed=0, device="cpu", show_progress=False)  # fmt: skip
+
+    def run(name: str, runner: Any) -> tuple[float, Any]:
+        out = workdir / f"train-{name.replace(' ', '_')}"
+        config = TrainConfig(backbone="alexnet_untrained", n_components=components, device="cpu",
+                             work_dir=out / "work", show_progress=False)  # fmt: skip
+        began = time.perf_counter()
+        result = train(NSDDataset(sim.root, 1), out / "berg", config, runner=runner)
+        return time.perf_counter() - began, result
+
+    runs: dict[str, tuple[float, Any]] = {"single process (baseline)": run("single", None)}
+    for workers in (1, 2):
+        with cluster(workers) as local, Client(local) as client:
+            client.run(lambda: bool(__import__("torch")))  # warm: torch imported on every worker
+            runs[f"{workers} worker(s)"] = run(f"{workers}w", DaskRunner(client, shard_size=shard))
+    base_s, base = runs["single process (baseline)"]
+    steps = list(base.timings)
+    print(f"{'':<28} {'wall s':>7} {'ratio':>6}  " + "  ".join(f"{k:>10}" for k in steps))
+    for name, (seconds, result) in runs.items():
+        same = result.weights_path.read_bytes() == base.weights_path.read_bytes()
+        assert same, f"{name}: weights differ from the single-process run"
+        cells = "  ".join(f"{result.timings.get(k, float('nan')):10.1f}" for k in steps)
+        print(f"{name:<28} {seconds:7.1f} {base_s / seconds:6.2f}  {cells}")
+    print("ratio: single-process wall time / this run's (above 1: faster); weights byte-identical")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; see the module docstring."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
@@ -157,7 +201,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shards", help="comma-separated shard sizes (16,64,256; --full ...1024)")
     parser.add_argument("--shard", type=int, default=64, help="shard size of the throughput runs")
     parser.add_argument("--repeat", type=int, default=2, help="interleaved throughput rounds (2)")
+    parser.add_argument("--train", action="store_true", help="also the training case")
+    parser.add_argument("--only-train", action="store_true", help="only the training case")
+    parser.add_argument("--train-images", type=int, help="training trials (160; --full 1000)")
     args = parser.parse_args(argv)
+    if args.train or args.only_train:
+        train_n = args.train_images or (1000 if args.full else 160)
+        train_k = args.components or (250 if args.full else 50)
+        print(f"# {_cpu()}, {os.cpu_count()} CPUs")
+        with tempfile.TemporaryDirectory(prefix="berg-scaling-train-") as tmp:
+            training_case(Path(tmp), train_n, train_k, args.shard)
+        if args.only_train:
+            return 0
     n = args.images or (2048 if args.full else 256)
     components = args.components or (250 if args.full else 50)
     default = "16,64,256,1024" if args.full else "16,64,256"
