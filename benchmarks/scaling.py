@@ -17,7 +17,12 @@ components) and a random ``uint8`` stimulus ``(N, 3, 256, 256)`` as a ``.npy`` f
 5. **training** (``--train``, or ``--only-train``): ``berg train nsd`` of a simulated NSD subject
    (berg-train's ``simulate_nsd``, every fsaverage vertex, the ``alexnet_untrained`` backbone)
    single-process (the baseline, ``SerialRunner``) against ``DaskRunner`` on 1 and 2 workers,
-   with the ratios and each step's time; the weights files must be byte-identical.
+   with the ratios and each step's time; the weights files must be byte-identical;
+6. **several subjects** (``--subjects S``, or ``--only-subjects S``): ``S`` calls of
+   ``berg_distributed.encode``, one per subject (the baseline: each reads the images and runs the
+   backbone again, feature cache off), against one ``encode_subjects`` call (images read and
+   backbone run once per image, the other subjects served by the worker's feature cache), on one
+   warm worker; the per-image cost of each extra subject; the files must be identical.
 
 Every process runs torch with one thread (``OMP_NUM_THREADS=1``), so 2 workers use 2 cores where
 the baseline uses 1, and without the feature cache (``BERG_FEATURE_CACHE_BYTES=0``), since every
@@ -29,6 +34,7 @@ Usage::
     python benchmarks/scaling.py --full      # 2048 images, 250 components, shards 16 ... 1024
     python benchmarks/scaling.py --only-train          # training: 160 trials, 50 components
     python benchmarks/scaling.py --only-train --full   # training: 1,000 trials, 250 components
+    python benchmarks/scaling.py --only-subjects 3     # 3 subjects: 64 images, 50 components
 """
 
 from __future__ import annotations
@@ -49,7 +55,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from encode_nsd import MODEL_ID, write_data
+from encode_nsd import FOLDER, MODEL_ID, write_data
 
 N_OUT = 2 * 163_842  # float32 responses per image (both hemispheres)
 
@@ -192,6 +198,64 @@ def training_case(workdir: Path, n_train: int, components: int, shard: int) -> N
     print("ratio: single-process wall time / this run's (above 1: faster); weights byte-identical")
 
 
+def _clear_feature_cache() -> int:
+    """Empty this process's feature cache; return the entries it held."""
+    from berg_core.torchkit.cache import feature_cache
+
+    cache = feature_cache()
+    held = len(cache)
+    cache.clear()
+    return held
+
+
+def subjects_case(workdir: Path, n: int, components: int, subjects: int, shard: int) -> None:
+    """``subjects`` calls of ``encode`` (one per subject) against one ``encode_subjects`` call."""
+    import berg_distributed as bd
+    import h5py
+    from distributed import Client
+
+    print(f"\n## {subjects} subjects, {n} images, {components} components, shard size {shard}, "
+          f"1 warm worker per way")  # fmt: skip
+    write_data(workdir, n, components)
+    berg_dir = workdir / "berg_dir"
+    for folder, name in (("encoding_models_weights", "weights"), ("metadata", "metadata")):
+        first = berg_dir / FOLDER / folder / f"{name}_subject-01.npy"
+        for subject in range(2, subjects + 1):  # the same arrays: the same readout cost
+            shutil.copyfile(first, first.with_name(f"{name}_subject-{subject:02d}.npy"))
+    stimulus = workdir / "stimulus.npy"
+    todo = list(range(1, subjects + 1))
+    kw = dict(client=None, shard_size=shard, device="cpu", force=True, show_progress=False)
+    times = {}
+    # a worker's environment is this process's when it starts: the cache per way
+    for way, cache in (("per subject", "0"), ("shared", str(2**30))):
+        os.environ["BERG_FEATURE_CACHE_BYTES"] = cache
+        with cluster(1) as local, Client(local) as client:
+            kw["client"] = client
+            bd.encode_subjects(berg_dir, MODEL_ID, todo, stimulus, out=workdir / "w{subject}.h5",
+                               **kw)  # fmt: skip  # warm: every subject's model loaded
+            client.run(_clear_feature_cache)  # the warm-up's features: not to be served again
+            began = time.perf_counter()
+            if way == "per subject":
+                for subject in todo:
+                    bd.encode(berg_dir, MODEL_ID, subject, stimulus,
+                              out=workdir / f"p{subject}.h5", **kw)  # fmt: skip
+            else:
+                bd.encode_subjects(berg_dir, MODEL_ID, todo, stimulus,
+                                   out=workdir / "s{subject}.h5", **kw)  # fmt: skip
+            times[way] = time.perf_counter() - began
+    os.environ["BERG_FEATURE_CACHE_BYTES"] = "0"
+    for subject in todo:
+        with h5py.File(workdir / f"p{subject}.h5") as a, h5py.File(workdir / f"s{subject}.h5") as b:
+            assert all(np.array_equal(a[k][()], b[k][()]) for k in ("lh", "rh")), subject
+    base = times["per subject"]
+    print(f"{subjects} encode calls (baseline)    {base:7.2f} s  {base / n / subjects * 1e3:7.2f} "
+          f"ms per image and subject")  # fmt: skip
+    shared = times["shared"]
+    print(f"1 encode_subjects call        {shared:7.2f} s  {shared / n / subjects * 1e3:7.2f} "
+          f"ms per image and subject  x{base / shared:.2f}")  # fmt: skip
+    print("files identical to the per-subject runs")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; see the module docstring."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
@@ -204,7 +268,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train", action="store_true", help="also the training case")
     parser.add_argument("--only-train", action="store_true", help="only the training case")
     parser.add_argument("--train-images", type=int, help="training trials (160; --full 1000)")
+    parser.add_argument("--subjects", type=int, help="also the several-subjects case, S subjects")
+    parser.add_argument("--only-subjects", type=int, help="only the several-subjects case")
     args = parser.parse_args(argv)
+    subjects = args.only_subjects or args.subjects
+    if subjects:
+        sub_n = args.images or (256 if args.full else 64)
+        sub_k = args.components or (250 if args.full else 50)
+        print(f"# {_cpu()}, {os.cpu_count()} CPUs")
+        with tempfile.TemporaryDirectory(prefix="berg-scaling-subjects-") as tmp:
+            subjects_case(Path(tmp), sub_n, sub_k, subjects, min(args.shard, sub_n))
+        if args.only_subjects:
+            return 0
     if args.train or args.only_train:
         train_n = args.train_images or (1000 if args.full else 160)
         train_k = args.components or (250 if args.full else 50)
