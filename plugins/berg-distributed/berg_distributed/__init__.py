@@ -12,8 +12,9 @@ from berg_distributed.cluster import ClusterError, connect, parse_cluster
 from berg_distributed.encode import EncodeReport, encode, encode_subjects
 from berg_distributed.stimuli import StimulusRef, hdf5_stimulus
 
-#: Modules other plugins may import (tests/test_layers.py): berg-train's ``--cluster`` uses them.
-PUBLIC_MODULES = ("cluster", "training")
+#: Modules other plugins may import (tests/test_layers.py): berg-train's ``--cluster`` uses
+#: ``cluster`` and ``training``, berg-insilico's ranking on a cluster ``cluster`` and ``worker``.
+PUBLIC_MODULES = ("cluster", "training", "worker")
 
 __all__ = [
     "ClusterError",

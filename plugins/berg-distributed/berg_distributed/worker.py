@@ -38,6 +38,7 @@ __all__ = [
     "ShardTask",
     "clear_cache",
     "executions",
+    "model_for",
     "part_is_done",
     "run_shard",
 ]
@@ -76,8 +77,21 @@ class ShardTask:
 
     def cache_key(self, subject: int | str | None) -> tuple[str, ...]:
         """The key of *subject*'s model in the worker's model cache."""
-        plain = json.dumps([self.selection, self.options], sort_keys=True, default=str)
-        return (self.model_id, repr(subject), plain, self.device, self.berg_dir)
+        return _cache_key(
+            self.berg_dir, self.model_id, subject, self.selection, self.options, self.device
+        )
+
+
+def _cache_key(
+    berg_dir: str,
+    model_id: str,
+    subject: Any,
+    selection: dict[str, Any] | None,
+    options: dict[str, Any],
+    device: str,
+) -> tuple[str, ...]:
+    plain = json.dumps([selection, options], sort_keys=True, default=str)
+    return (model_id, repr(subject), plain, device, berg_dir)
 
 
 def clear_cache() -> int:
@@ -98,7 +112,36 @@ def executions() -> int:
 def _model(task: ShardTask, subject: int | str | None) -> tuple[Any, threading.Lock, float]:
     """The worker's model of *subject* for *task* (loaded on first use), its lock, the seconds
     loading took."""
-    key = task.cache_key(subject)
+    return model_for(
+        task.berg_dir, task.model_id, subject, task.selection, task.options, task.device
+    )
+
+
+def model_for(
+    berg_dir: str,
+    model_id: str,
+    subject: Any,
+    selection: dict[str, Any] | None = None,
+    options: dict[str, Any] | None = None,
+    device: str = "auto",
+) -> tuple[Any, threading.Lock, float]:
+    """This worker process's model (loaded on first use, then kept), its lock, the load seconds.
+
+    For other plugins' Dask tasks (``berg_insilico``'s ranking on a cluster): a model is loaded
+    once per worker process, not once per task. Hold the lock while encoding with the model.
+
+    Parameters
+    ----------
+    berg_dir, model_id, subject, selection, options, device
+        As :meth:`berg_core.BERG.get_encoding_model` takes them (*options*: its keywords).
+
+    Returns
+    -------
+    tuple
+        ``(model, lock, seconds)``; *seconds* is 0.0 when the model was cached.
+    """
+    options = dict(options or {})
+    key = _cache_key(str(berg_dir), model_id, subject, selection, options, device)
     with _LOCK:
         cached = _MODELS.get(key)
         if cached is not None:
@@ -106,9 +149,7 @@ def _model(task: ShardTask, subject: int | str | None) -> tuple[Any, threading.L
         from berg_core.api import BERG
 
         began = time.perf_counter()
-        model = BERG(task.berg_dir).get_encoding_model(
-            task.model_id, subject, task.selection, task.device, **task.options
-        )
+        model = BERG(berg_dir).get_encoding_model(model_id, subject, selection, device, **options)
         _MODELS[key] = (model, threading.Lock())
         return (*_MODELS[key], time.perf_counter() - began)
 

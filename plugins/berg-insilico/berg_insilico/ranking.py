@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,7 @@ from berg_core import BERG, InvalidParameterError
 from berg_insilico.areas import Area, as_areas
 from berg_insilico.images import ImageCollection, open_images
 from berg_insilico.stats import RunningStats, TopK
-from berg_insilico.stream import open_encoders, stream
+from berg_insilico.stream import Encoder, open_encoders, stream
 
 __all__ = ["EncoderRanking", "RankResult", "rank"]
 
@@ -51,6 +51,44 @@ class EncoderRanking:
     column_top: TopK | None = None
     column_bottom: TopK | None = None
     column_stats: RunningStats | None = None
+
+    @classmethod
+    def empty(
+        cls, encoder: Encoder, k: int, *, per_column: bool, store_scores: bool
+    ) -> EncoderRanking:
+        """The ranking of no image yet for *encoder*."""
+        columns = encoder.columns() if per_column else None
+        size = len(columns) if columns is not None else 0
+        return cls(
+            area=encoder.area.name,
+            subject=encoder.subject,
+            top=TopK(k, 1, largest=True),
+            bottom=TopK(k, 1, largest=False),
+            stats=RunningStats(1),
+            scores=[] if store_scores else None,
+            columns=columns,
+            column_top=TopK(k, size, largest=True) if per_column else None,
+            column_bottom=TopK(k, size, largest=False) if per_column else None,
+            column_stats=RunningStats(size) if per_column else None,
+        )
+
+    def merge(self, other: EncoderRanking) -> None:
+        """Merge the ranking of the images that follow these (a cluster shard's blocks).
+
+        Exact: top/bottom-k as if all images were seen at once; merging the statistics of one
+        block repeats :meth:`update`'s arithmetic (:meth:`RunningStats.merge`).
+        """
+        self.top.merge(other.top)
+        self.bottom.merge(other.bottom)
+        self.stats.merge(other.stats)
+        if self.scores is not None:
+            if not isinstance(self.scores, list):
+                self.scores = [self.scores]
+            self.scores.append(other.score_array())
+        if self.column_top is not None:
+            self.column_top.merge(other.column_top)
+            self.column_bottom.merge(other.column_bottom)
+            self.column_stats.merge(other.column_stats)
 
     def update(self, start: int, responses: np.ndarray) -> None:
         """Merge the responses ``(B, P)`` of images ``start ..``."""
@@ -257,6 +295,8 @@ def rank(
     device: str = "auto",
     show_progress: bool = True,
     stop_after: int | None = None,
+    client: Any = None,
+    shard_size: int | None = None,
 ) -> RankResult:
     """Stream *images* through every (area, subject) encoder and rank them, in bounded memory.
 
@@ -294,6 +334,13 @@ def rank(
         A progress bar.
     stop_after : int, optional
         Stop after this many blocks (after checkpointing): to split a long run into jobs.
+    client : distributed.Client, optional
+        Rank on this Dask cluster (needs ``pip install "berg-insilico[cluster]"``): shards of
+        *shard_size* images are ranked on the workers and merged in order here; the result
+        equals the single-process one (:mod:`berg_insilico.ranking_cluster`). *images* must be
+        re-readable (not a one-pass iterable); checkpoints hold every shard merged so far.
+    shard_size : int, optional
+        Images per cluster task, a multiple of *block_size* (default ``8 * block_size``).
 
     Returns
     -------
@@ -302,7 +349,8 @@ def rank(
     Raises
     ------
     InvalidParameterError
-        For a bad parameter, or a checkpoint from a different run.
+        For a bad parameter, a checkpoint from a different run, ``client`` without
+        berg-distributed installed, or a one-pass iterable with ``client``.
     """
     areas = as_areas(areas)
     subjects = tuple(subjects) if subjects is not None else (None,)
@@ -313,22 +361,28 @@ def rank(
     checkpoint_every = _positive(checkpoint_every, "checkpoint_every")
     if stop_after is not None:
         stop_after = _positive(stop_after, "stop_after")
+    if shard_size is not None:
+        shard_size = _positive(shard_size, "shard_size")
+        if shard_size % block_size:
+            raise InvalidParameterError(
+                f"shard_size must be a multiple of block_size={block_size} (shards of whole "
+                f"blocks), got {shard_size}"
+            )
+    if client is not None:
+        from berg_insilico.ranking_cluster import require_cluster
+
+        require_cluster()
     collection: ImageCollection = open_images(images, dataset=dataset)
+    if client is not None and not collection.rereadable:
+        raise InvalidParameterError(
+            f"images ({collection.describe()}): a one-pass iterable cannot be split over a "
+            f"cluster (client=); give an array, a folder, a list of files, a .npy or HDF5 file"
+        )
     result = RankResult(areas=areas, subjects=subjects, n_images=0, k=k)
     with open_encoders(berg, areas, subjects, device) as encoders:
         for encoder in encoders:
-            size = len(encoder.columns()) if per_column else 0
-            result.rankings[encoder.key] = EncoderRanking(
-                area=encoder.area.name,
-                subject=encoder.subject,
-                top=TopK(k, 1, largest=True),
-                bottom=TopK(k, 1, largest=False),
-                stats=RunningStats(1),
-                scores=[] if store_scores else None,
-                columns=encoder.columns() if per_column else None,
-                column_top=TopK(k, size, largest=True) if per_column else None,
-                column_bottom=TopK(k, size, largest=False) if per_column else None,
-                column_stats=RunningStats(size) if per_column else None,
+            result.rankings[encoder.key] = EncoderRanking.empty(
+                encoder, k, per_column=per_column, store_scores=store_scores
             )
         fingerprint = _fingerprint(
             areas, subjects, k, per_column, store_scores, block_size, collection.n
@@ -337,21 +391,79 @@ def rank(
         done = 0
         if path is not None and path.exists():
             done = _load_checkpoint(path, fingerprint, result)
-        blocks = 0
-        for first, responses in stream(
-            encoders, collection, block_size=block_size, start=done, show_progress=show_progress
-        ):
-            for encoder, values in zip(encoders, responses, strict=True):
-                result.rankings[encoder.key].update(first, values)
-            done = first + values.shape[0]
-            blocks += 1
-            if path is not None and blocks % checkpoint_every == 0:
-                _save_checkpoint(path, fingerprint, done, result)
-            if stop_after is not None and blocks >= stop_after:
-                break
+
+        def save(n: int) -> None:
+            if path is not None:
+                _save_checkpoint(path, fingerprint, n, result)
+
+        if client is not None:
+            done = _rank_on_cluster(
+                berg, client, result, collection, done,
+                shard_size=shard_size or 8 * block_size, block_size=block_size,
+                per_column=per_column, store_scores=store_scores, device=device,
+                stop_after=stop_after, show_progress=show_progress, save=save,
+                checkpoint_every=checkpoint_every,
+            )  # fmt: skip
+        else:
+            blocks = 0
+            for first, responses in stream(
+                encoders, collection, block_size=block_size, start=done, show_progress=show_progress
+            ):
+                for encoder, values in zip(encoders, responses, strict=True):
+                    result.rankings[encoder.key].update(first, values)
+                done = first + values.shape[0]
+                blocks += 1
+                if blocks % checkpoint_every == 0:
+                    save(done)
+                if stop_after is not None and blocks >= stop_after:
+                    break
         if path is not None:
             _save_checkpoint(path, fingerprint, done, result)
     result.n_images = done
     for r in result.rankings.values():
         r.score_array()
     return result
+
+
+def _rank_on_cluster(
+    berg: BERG,
+    client: Any,
+    result: RankResult,
+    collection: ImageCollection,
+    done: int,
+    *,
+    shard_size: int,
+    block_size: int,
+    per_column: bool,
+    store_scores: bool,
+    device: str,
+    stop_after: int | None,
+    show_progress: bool,
+    save: Callable[[int], None],
+    checkpoint_every: int,
+) -> int:
+    """Rank images ``done ..`` on *client*'s workers into *result*; return the images done."""
+    from berg_insilico.ranking_cluster import rank_shards, shard_tasks
+
+    stop = collection.n
+    if stop_after is not None:
+        stop = min(stop, done + stop_after * block_size)
+    tasks = shard_tasks(
+        str(berg.berg_dir), result.areas, result.subjects, collection,
+        start=done, stop=stop, shard_size=shard_size, block_size=block_size, k=result.k,
+        per_column=per_column, store_scores=store_scores, device=device,
+    )  # fmt: skip
+    state = {"done": done, "blocks": 0}
+
+    def merge(task: Any, parts: dict[tuple[str, Any], list[EncoderRanking]]) -> None:
+        for key, blocks in parts.items():
+            for part in blocks:
+                result.rankings[key].merge(part)
+        before = state["blocks"] // checkpoint_every
+        state["blocks"] += -(-(task.stop - task.start) // block_size)
+        state["done"] = task.stop
+        if state["blocks"] // checkpoint_every > before:
+            save(task.stop)
+
+    rank_shards(client, tasks, merge, show_progress=show_progress)
+    return state["done"]

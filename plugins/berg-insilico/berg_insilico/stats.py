@@ -40,7 +40,19 @@ class RunningStats:
         if n_b == 0:
             return
         mean_b = block.mean(axis=0)
-        m2_b = ((block - mean_b) ** 2).sum(axis=0)
+        self._merge(n_b, mean_b, ((block - mean_b) ** 2).sum(axis=0))
+
+    def merge(self, other: RunningStats) -> None:
+        """Merge the statistics of other images (Chan's update, as :meth:`update` does).
+
+        Merging the statistics of one block into these gives the very numbers :meth:`update`
+        with that block gives: a fresh instance's single update stores the block's mean and M2
+        exactly (``0 + m * 1.0``, ``0 + M2 + d**2 * 0``).
+        """
+        if other.count:
+            self._merge(other.count, other.mean, other.m2)
+
+    def _merge(self, n_b: int, mean_b: np.ndarray, m2_b: np.ndarray) -> None:
         n = self.count + n_b
         delta = mean_b - self.mean
         self.mean += delta * (n_b / n)
@@ -99,6 +111,15 @@ class TopK:
         indices = np.concatenate(
             [self.indices, np.broadcast_to(rows[:, None], block.shape).astype(np.int64)]
         )
+        self._keep(values, indices)
+
+    def merge(self, other: TopK) -> None:
+        """Merge another TopK (of other images): the same result in any order of merges."""
+        values = np.concatenate([self.values, other.values])
+        indices = np.concatenate([self.indices, other.indices])
+        self._keep(values, indices)
+
+    def _keep(self, values: np.ndarray, indices: np.ndarray) -> None:
         key = -values if self.largest else values
         # lexsort sorts along the last axis by the last key first: value, then image index
         order = np.lexsort((indices.T, key.T))[:, : self.k].T
