@@ -230,7 +230,7 @@ def _parameterise(kind: str, start: np.ndarray | None, n: int, size: tuple[int, 
     else:
         x = torch.as_tensor(np.clip(start, eps, 1 - eps))
         logits = torch.log(x / (1 - x)).float()
-        decorrelated = torch.einsum("nchw,dc->ndhw", logits, torch.linalg.inv(colour).T)
+        decorrelated = torch.einsum("nchw,dc->ndhw", logits, torch.linalg.inv(colour))
         spectrum = torch.view_as_real(torch.fft.rfft2(decorrelated, norm="ortho") / scale)
 
     def render(spectrum: Any) -> Any:
