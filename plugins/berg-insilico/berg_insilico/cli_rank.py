@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 
 from berg_insilico.cli_common import add_area_arguments, add_image_arguments
@@ -18,6 +19,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--per-column", action="store_true", help="also rank every column")
     parser.add_argument("--checkpoint", default=None, help="state file: saved, and resumed from")
     parser.add_argument("--checkpoint-every", type=int, default=10, help="blocks between saves")
+    parser.add_argument(
+        "--cluster",
+        default=None,
+        metavar="SPEC",
+        help="rank image shards on a Dask cluster: local[:N], tcp://HOST:PORT, slurm[:CONFIG] "
+        '(pip install "berg-insilico[cluster]")',
+    )
+    parser.add_argument(
+        "--shard-size",
+        type=int,
+        default=None,
+        help="images per cluster task, a multiple of --block-size (default 8 blocks)",
+    )
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--no-grids", action="store_true", help="no PNG image grids")
 
@@ -32,21 +46,32 @@ def run(args: argparse.Namespace) -> int:
     from berg_insilico.tables import write_csv
 
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     images = open_images(images_from(args), dataset=args.dataset)
-    result = rank(
-        BERG(args.berg_dir),
-        areas_from(args),
-        images,
-        subjects=args.subjects,
-        k=args.k,
-        per_column=args.per_column,
-        block_size=args.block_size,
-        checkpoint=args.checkpoint,
-        checkpoint_every=args.checkpoint_every,
-        device=args.device,
-        show_progress=not args.quiet,
-    )
+    with contextlib.ExitStack() as stack:
+        client = None
+        if args.cluster is not None:
+            from berg_insilico.ranking_cluster import require_cluster
+
+            require_cluster("--cluster")
+            from berg_distributed.cluster import connect, parse_cluster
+
+            client = stack.enter_context(connect(parse_cluster(args.cluster), quiet=args.quiet))
+        out.mkdir(parents=True, exist_ok=True)
+        result = rank(
+            BERG(args.berg_dir),
+            areas_from(args),
+            images,
+            subjects=args.subjects,
+            k=args.k,
+            per_column=args.per_column,
+            block_size=args.block_size,
+            checkpoint=args.checkpoint,
+            checkpoint_every=args.checkpoint_every,
+            device=args.device,
+            show_progress=not args.quiet,
+            client=client,
+            shard_size=args.shard_size,
+        )
     result.to_hdf5(out / "rank.h5")
     write_csv(out / "rank.csv", result.rows())
     if not args.no_grids and images.rereadable:

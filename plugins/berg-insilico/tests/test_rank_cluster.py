@@ -22,11 +22,15 @@ import pytest
 pytest.importorskip("berg_distributed")
 pytest.importorskip("distributed")
 
+import berg_insilico.plugin
+import h5py
 import simulated
 from berg_insilico import Area, rank
 from distributed import Client, LocalCluster, WorkerPlugin
 
 from berg_core import BERG, InvalidParameterError
+from berg_core.check import isolated_registry
+from berg_core.cli import main
 from berg_core.testing import only_plugin
 
 HERE = Path(__file__).resolve().parent
@@ -147,3 +151,27 @@ def test_missing_berg_distributed_names_the_install_line(
         InvalidParameterError, match=r'client: .*pip install "berg-insilico\[cluster\]"'
     ):
         rank(berg, AREAS, images, client=object(), show_progress=False)
+
+
+def test_cli_rank_on_a_running_scheduler(
+    client: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    images, _ = simulated.make_images(30, seed=6)
+    np.save(tmp_path / "images.npy", images)
+    common = ["--berg-dir", str(tmp_path), "insilico", "rank", "--area", "A", "sim-insilico"]
+    common += ['area=["A"]', "--subjects", "1", "--images", str(tmp_path / "images.npy")]
+    common += ["--k", "4", "--block-size", "5", "--no-grids", "--quiet"]
+    address = client.scheduler.address
+    with isolated_registry(modules={"sim": simulated, "insilico": berg_insilico.plugin}):
+        assert main([*common, "--out", str(tmp_path / "one")]) == 0
+        cluster = ["--cluster", address, "--shard-size", "10"]
+        assert main([*common, *cluster, "--out", str(tmp_path / "many")]) == 0
+        assert main([*common, "--cluster", "local:0", "--out", str(tmp_path / "x")]) == 2
+    assert "--cluster 'local:0': local:N needs N" in capsys.readouterr().err
+    with (
+        h5py.File(tmp_path / "one" / "rank.h5") as a,
+        h5py.File(tmp_path / "many" / "rank.h5") as b,
+    ):
+        for name in ("top_indices", "top_values", "bottom_indices", "scores", "mean", "var"):
+            left, right = a["A/subject-1"][name][()], b["A/subject-1"][name][()]
+            assert left.tobytes() == right.tobytes(), name
