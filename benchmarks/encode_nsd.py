@@ -39,6 +39,7 @@ import numpy as np
 from harness import (
     compare_pipelines,
     current_rss_mb,
+    ensure_data,
     peak_rss_mb,
     report,
     run_child,
@@ -242,14 +243,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.workdir is None:
             args.workdir = Path(tmp)
         args.workdir.mkdir(parents=True, exist_ok=True)
-        stimulus_file = args.workdir / "stimulus.npy"
-        if not stimulus_file.is_file() or np.load(stimulus_file, mmap_mode="r").shape[0] != (
-            args.images
-        ):
-            start = time.perf_counter()
-            write_data(args.workdir, args.images, args.components)
-            took = time.perf_counter() - start
-            print(f"wrote {args.images} images and a full-size berg_dir in {took:.1f} s")
+        ensure_data(
+            args.workdir,
+            args.images,
+            lambda: write_data(args.workdir, args.images, args.components),
+            f"{args.images} images and a full-size berg_dir",
+        )
         size = sum(p.stat().st_size for p in (args.workdir / "berg_dir").rglob("*.npy"))
         print(
             f"berg_dir {size / 1e9:.2f} GB, {args.images} images 3x256x256 uint8, device "

@@ -31,6 +31,7 @@ import numpy as np
 from harness import (
     compare_pipelines,
     current_rss_mb,
+    ensure_data,
     peak_rss_mb,
     report,
     run_child,
@@ -185,13 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="berg-bench-things-") as tmp:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        stimulus_file = workdir / "stimulus.npy"
-        if not stimulus_file.is_file() or np.load(stimulus_file, mmap_mode="r").shape[0] != (
-            args.images
-        ):
-            started = time.perf_counter()
-            write_data(workdir, args.images, args.components)
-            print(f"wrote the data in {time.perf_counter() - started:.1f} s")
+        ensure_data(workdir, args.images, lambda: write_data(workdir, args.images, args.components))
         print(
             f"{args.images} images 3x256x256 uint8, {N_VOXELS} voxels, {args.components} "
             f"components, device {args.device}, {os.cpu_count()} CPU cores; each pipeline in its "

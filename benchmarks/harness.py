@@ -49,6 +49,24 @@ def status_mb(field: str) -> float:
     return float("nan")
 
 
+def ensure_data(
+    workdir: Path, n_images: int, write: Callable[[], None], what: str = "the data"
+) -> None:
+    """Call *write* unless *workdir* already holds a ``stimulus.npy`` of *n_images* images.
+
+    The encoding benchmarks keep their generated berg_dir and images in ``--workdir`` so that a
+    rerun with the same sizes does not write them again; the time spent writing is printed.
+    """
+    import time
+
+    stimulus_file = workdir / "stimulus.npy"
+    if stimulus_file.is_file() and np.load(stimulus_file, mmap_mode="r").shape[0] == n_images:
+        return
+    started = time.perf_counter()
+    write()
+    print(f"wrote {what} in {time.perf_counter() - started:.1f} s")
+
+
 def synthetic_readout(
     rng: np.random.Generator, feature_dim: int, components: int, n_samples: int
 ) -> dict[str, dict[str, Any]]:
